@@ -1,0 +1,117 @@
+//! `crm serve`: every function's routes on one listener, over the embedded store and in-process
+//! queues by default (or DynamoDB/SQS with `--dynamodb`). Ctrl-C / SIGTERM stop accepting,
+//! finish the requests in flight, then exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shared::api::{self, AppState};
+use shared::http::auth::AdminAuth;
+use shared::queue::memory::MemoryQueue;
+use shared::queue::sqs::SqsQueue;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    addr: SocketAddr,
+    /// Where the embedded store (and a generated admin token) live.
+    #[arg(long, env = "CRM_DATA_DIR", default_value = ".crm-data")]
+    data_dir: PathBuf,
+    /// Use DynamoDB and SQS (endpoint and credentials from the standard AWS environment).
+    #[arg(long)]
+    dynamodb: bool,
+    #[arg(long, env = "CRM_TABLE_NAME", default_value = "crm")]
+    table: String,
+    #[arg(long, env = "CRM_QUEUE_PREFIX", default_value = "crm")]
+    queue_prefix: String,
+}
+
+/// The operator key: `CRM_ADMIN_TOKEN`, or one generated once and kept in the data directory.
+fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(token) = shared::config::optional("CRM_ADMIN_TOKEN")? {
+        return Ok(shared::config::admin_token().map(|_| token)?);
+    }
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let (token, _) = shared::http::auth::new_publication_key();
+    let token = token.replacen(shared::http::auth::KEY_PREFIX, "crm_admin_", 1);
+    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let token = admin_token(&args.data_dir)?;
+    let state = if args.dynamodb {
+        let sdk = shared::aws::sdk_config().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+        store.warm_up().await.context("reaching DynamoDB (run `crm tables create` first?)")?;
+        let queue = SqsQueue::discover(aws_sdk_sqs::Client::new(&sdk), &args.queue_prefix, shared::queue::ALL)
+            .await
+            .context("finding the SQS queues (run `crm tables create` first?)")?;
+        AppState { store: Arc::new(store), queue: Arc::new(queue), admin: Arc::new(AdminAuth::new(&token)) }
+    } else {
+        let path = args.data_dir.join("crm.redb");
+        let store = EmbeddedStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        AppState {
+            store: Arc::new(store),
+            queue: Arc::new(MemoryQueue::new(shared::queue::ALL)),
+            admin: Arc::new(AdminAuth::new(&token)),
+        }
+    };
+    let app = shared::http::context::finish(api::settings::routes(state.clone()));
+
+    let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
+    let store_kind = if args.dynamodb { "dynamodb" } else { "embedded" };
+    tracing::info!(addr = %listener.local_addr()?, store = store_kind, data_dir = %args.data_dir.display(), "crm serve listening");
+    if shared::config::optional("CRM_ADMIN_TOKEN")?.is_none() {
+        eprintln!("admin token (from {}): {token}", args.data_dir.join("admin-token").display());
+    }
+    eprintln!("listening on http://{}", listener.local_addr()?);
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,8 @@
+//! Lambda `settings-api`: PUT/GET /admin/publications/{id}, POST /admin/publications/{id}/keys.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init();
+    let state = shared::runtime::aws_state(&[]).await?;
+    lambda_http::run(shared::api::settings::router(state)).await
+}

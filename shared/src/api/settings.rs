@@ -1,0 +1,115 @@
+//! `settings-api`: publication settings (create/replace, read masked) and publication keys.
+//!
+//! The settings carry an `ETag` (their version); a PUT with `If-Match` replaces only that
+//! version, and every PUT is a conditional write, so concurrent edits never silently overwrite.
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use super::AppState;
+use crate::domain::ids::PublicationId;
+use crate::domain::settings::PublicationSettings;
+use crate::http::auth::{Principal, new_publication_key};
+use crate::http::body::{JsonBytes, MAX_ADMIN_BODY};
+use crate::http::context::{finish, record_publication};
+use crate::http::ApiError;
+use crate::store::StoreError;
+use crate::store::repo::keys::{self, ApiKeyRecord};
+use crate::store::repo::publications::{self, StoredSettings};
+
+/// The function's routes, for `crm serve` to merge with the others.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/admin/publications/{publication_id}", get(get_settings).put(put_settings))
+        .route("/admin/publications/{publication_id}/keys", post(issue_key))
+        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
+        .with_state(state)
+}
+
+/// The Lambda function's whole router.
+pub fn router(state: AppState) -> Router {
+    finish(routes(state))
+}
+
+/// Authenticates the caller and checks they may see the publication named in the path.
+pub async fn authorize(state: &AppState, headers: &HeaderMap, raw_id: &str) -> Result<(Principal, PublicationId), ApiError> {
+    let principal = state.admin.authenticate(headers, state.store.as_ref()).await?;
+    let id = PublicationId::parse(raw_id)?;
+    record_publication(&id);
+    principal.can_see(&id)?;
+    Ok((principal, id))
+}
+
+fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().trim_matches('"').parse().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("If-Match must be an ETag from a previous answer".into()))
+}
+
+async fn get_settings(State(state): State<AppState>, Path(raw_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (_, id) = authorize(&state, &headers, &raw_id).await?;
+    let stored = publications::get(state.store.as_ref(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("publication {id} not found")))?;
+    Ok(([(ETAG, etag(stored.version))], Json(stored.value.settings.masked())).into_response())
+}
+
+async fn put_settings(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, ApiError> {
+    let (_, id) = authorize(&state, &headers, &raw_id).await?;
+    let expected = if_match(&headers)?;
+    let current = publications::get(state.store.as_ref(), &id).await?;
+    if let Some(wanted) = expected {
+        if current.as_ref().map(|c| c.version) != Some(wanted) {
+            return Err(ApiError::PreconditionFailed("settings changed since that ETag; read them again".into()));
+        }
+    }
+    let settings = PublicationSettings::parse(&body, current.as_ref().map(|c| &c.value.settings))?;
+    let stored = StoredSettings { publication_id: id.clone(), settings, updated_at: crate::store::now_epoch() };
+    let version = match publications::put(state.store.as_ref(), &stored, current.as_ref().map(|c| c.version)).await {
+        Ok(v) => v,
+        Err(StoreError::ConditionFailed { .. }) => {
+            return Err(ApiError::Conflict("settings were changed by another request; read them and retry".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(version, "publication settings saved");
+    let status = if current.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, [(ETAG, etag(version))], Json(stored.settings.masked())).into_response())
+}
+
+async fn issue_key(State(state): State<AppState>, Path(raw_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (principal, id) = authorize(&state, &headers, &raw_id).await?;
+    if principal != Principal::Operator {
+        // A leaked publication key must not be able to mint itself successors.
+        return Err(ApiError::Forbidden("only the operator key can issue publication keys".into()));
+    }
+    if publications::get(state.store.as_ref(), &id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("publication {id} not found")));
+    }
+    let (key, hash) = new_publication_key();
+    let record = ApiKeyRecord { publication_id: id.clone(), key_id: hash[..12].to_owned(), created_at: crate::store::now_epoch() };
+    keys::put(state.store.as_ref(), &hash, &record).await?;
+    tracing::info!(key_id = %record.key_id, "publication key issued");
+    let body = json!({"publicationId": id, "keyId": record.key_id, "key": key});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}

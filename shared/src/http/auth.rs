@@ -1,0 +1,77 @@
+//! Admin authentication: `Authorization: Bearer <key>` with either the operator key
+//! (`CRM_ADMIN_TOKEN`) or a publication key (stored only as a SHA-256 hash).
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::domain::ids::PublicationId;
+use crate::store::Store;
+use crate::store::repo::keys;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Operator,
+    Publication(PublicationId),
+}
+
+impl Principal {
+    /// A key sees its own publication only; others look as absent as publications that do not exist.
+    pub fn can_see(&self, publication: &PublicationId) -> Result<(), ApiError> {
+        match self {
+            Principal::Operator => Ok(()),
+            Principal::Publication(own) if own == publication => Ok(()),
+            Principal::Publication(_) => Err(ApiError::NotFound(format!("publication {publication} not found"))),
+        }
+    }
+}
+
+/// Prefix of issued publication keys, so a leaked key is recognisable (and scannable) as ours.
+pub const KEY_PREFIX: &str = "crm_pk_";
+
+pub struct AdminAuth {
+    operator_hash: [u8; 32],
+}
+
+impl AdminAuth {
+    pub fn new(operator_token: &str) -> Self {
+        Self { operator_hash: Sha256::digest(operator_token.as_bytes()).into() }
+    }
+
+    pub async fn authenticate(&self, headers: &HeaderMap, store: &dyn Store) -> Result<Principal, ApiError> {
+        let presented = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 256)
+            .ok_or(ApiError::Unauthorized)?;
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // Comparing hashes in constant time leaks neither the key nor its length.
+        if bool::from(hash.ct_eq(&self.operator_hash)) {
+            return Ok(Principal::Operator);
+        }
+        if !presented.starts_with(KEY_PREFIX) {
+            return Err(ApiError::Unauthorized);
+        }
+        match keys::get(store, &hex::encode(hash)).await? {
+            Some(record) => Ok(Principal::Publication(record.publication_id)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// A new publication key: 256 random bits. Returns (key, its SHA-256 hash in hex).
+pub fn new_publication_key() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = keys::hash_hex(&key);
+    (key, hash)
+}

@@ -1,0 +1,9 @@
+//! HTTP plumbing shared by every route: errors to responses, request context and logging,
+//! bearer-key authentication, JSON bodies.
+
+pub mod auth;
+pub mod body;
+pub mod context;
+pub mod error;
+
+pub use error::ApiError;

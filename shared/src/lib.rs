@@ -1,0 +1,12 @@
+//! The subscription CRM's logic, shared by every Lambda function and by the `crm` CLI.
+//! See DESIGN.md beside the repository and docs/ for the architecture.
+
+pub mod api;
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod queue;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,53 @@
+//! Consumers of a queue. Under Lambda, SQS's event source mapping delivers batches and the
+//! handler answers the failed message ids (partial batch response); under `crm serve`,
+//! `run` polls the in-process queue the same way and acknowledges what succeeded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::{Queue, Received};
+
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Processes a batch; answers the ids of the messages that failed and must be retried.
+    async fn handle(&self, batch: &[Received]) -> Vec<String>;
+}
+
+/// Delay before a failed message's next attempt: exponential in its receive count, capped.
+pub fn backoff(receive_count: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(receive_count.min(9)).min(300))
+}
+
+/// Polls `queue` until `shutdown`; a batch already received is always finished (drained) first.
+pub async fn run(queue: Arc<dyn Queue>, name: &'static str, handler: Arc<dyn BatchHandler>, shutdown: CancellationToken) {
+    loop {
+        let batch = tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = queue.receive(name, 10, Duration::from_secs(1)) => received,
+        };
+        let batch = match batch {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(queue = name, error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let failed = handler.handle(&batch).await;
+        let (retry, done): (Vec<&Received>, Vec<&Received>) = batch.iter().partition(|m| failed.contains(&m.id));
+        let receipts: Vec<String> = done.iter().map(|m| m.receipt.clone()).collect();
+        if let Err(e) = queue.delete(name, &receipts).await {
+            tracing::warn!(queue = name, error = %e, "acknowledgement failed; messages will be redelivered");
+        }
+        for m in retry {
+            if let Err(e) = queue.retry_later(name, &m.receipt, backoff(m.receive_count)).await {
+                tracing::warn!(queue = name, error = %e, "could not delay a failed message");
+            }
+        }
+    }
+    tracing::info!(queue = name, "worker stopped");
+}

@@ -1,0 +1,304 @@
+//! Embedded adapter of the `Store` port: one redb file under the data directory.
+//!
+//! redb runs one write transaction at a time, so every condition of a `write` is checked and
+//! applied inside a single serialised transaction: the same all-or-nothing semantics as
+//! DynamoDB's TransactWriteItems. GSI1 is a second redb table kept in the same transactions.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Cursor, Index, Item, Key, Page, Query, SkCond, Store, StoreError, WriteOp, now_epoch, validate_ops};
+
+const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+/// (gsi1pk, gsi1sk, pk, sk) → nothing: the index entry points at the item.
+const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file, e.g. `<data-dir>/crm.redb`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(ITEMS).map_err(backend)?;
+        txn.open_table(GSI1).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ITEMS).map_err(backend)?;
+            read_item(&table, &key, now_epoch())
+        })
+        .await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        if let Some(cursor) = &query.after {
+            cursor.check_partition(query.index, &query.pk)?;
+        }
+        let query = query.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let items = txn.open_table(ITEMS).map_err(backend)?;
+            match query.index {
+                Index::Primary => query_primary(&items, &query),
+                Index::Gsi1 => {
+                    let gsi = txn.open_table(GSI1).map_err(backend)?;
+                    query_gsi1(&items, &gsi, &query)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        validate_ops(&ops)?;
+        self.blocking(move |db| {
+            let now = now_epoch();
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut items = txn.open_table(ITEMS).map_err(backend)?;
+                let mut gsi = txn.open_table(GSI1).map_err(backend)?;
+                let mut current = Vec::with_capacity(ops.len());
+                for (index, op) in ops.iter().enumerate() {
+                    let found = read_item(&items, op.key(), now)?;
+                    if !op.cond().holds(found.as_ref()) {
+                        // Dropping the transaction without commit discards it.
+                        return Err(StoreError::ConditionFailed { index });
+                    }
+                    // An expired item still occupies its key (and index entry) until overwritten.
+                    current.push(read_item(&items, op.key(), i64::MIN)?);
+                }
+                for (op, old) in ops.into_iter().zip(current) {
+                    let old_gsi = old.and_then(|o| o.gsi1);
+                    match op {
+                        WriteOp::Put { item, .. } => {
+                            if let Some(g) = &old_gsi {
+                                gsi.remove((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()))
+                                    .map_err(backend)?;
+                            }
+                            if let Some(g) = &item.gsi1 {
+                                gsi.insert((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()), ())
+                                    .map_err(backend)?;
+                            }
+                            items
+                                .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
+                                .map_err(backend)?;
+                        }
+                        WriteOp::Delete { key, .. } => {
+                            if let Some(g) = &old_gsi {
+                                gsi.remove((g.pk.as_str(), g.sk.as_str(), key.pk.as_str(), key.sk.as_str()))
+                                    .map_err(backend)?;
+                            }
+                            items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+                        }
+                        WriteOp::Check { .. } => {}
+                    }
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+}
+
+fn read_item(table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, key: &Key, now: i64) -> Result<Option<Item>, StoreError> {
+    let Some(guard) = table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? else {
+        return Ok(None);
+    };
+    let item = decode(key.clone(), guard.value())?;
+    Ok(item.is_live(now).then_some(item))
+}
+
+fn query_primary(
+    items: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    query: &Query,
+) -> Result<Page, StoreError> {
+    let pk = query.pk.as_str();
+    let next_pk = format!("{pk}\0");
+    let (low, high) = sk_bounds(&query.sk);
+    let cursor_sk = query.after.as_ref().map(|c| c.key.sk.as_str());
+    // Bounds stay inside the partition: (pk, sk) sorts before (pk + "\0", "") for every sk.
+    let (lower, upper) = match (query.forward, cursor_sk) {
+        (true, Some(after)) => (Bound::Excluded((pk, after)), Bound::Excluded((next_pk.as_str(), ""))),
+        (false, Some(before)) => (Bound::Included((pk, low.as_str())), Bound::Excluded((pk, before))),
+        (_, None) => (Bound::Included((pk, low.as_str())), Bound::Excluded((next_pk.as_str(), ""))),
+    };
+    let range = items.range::<(&str, &str)>((lower, upper)).map_err(backend)?;
+    let now = now_epoch();
+    let mut out = Vec::new();
+    let mut more = false;
+    let entries: Box<dyn Iterator<Item = _>> = if query.forward { Box::new(range) } else { Box::new(range.rev()) };
+    for entry in entries {
+        let (k, v) = entry.map_err(backend)?;
+        let (kpk, ksk) = k.value();
+        if !within_high(ksk, high.as_deref()) {
+            if query.forward {
+                break;
+            }
+            continue;
+        }
+        if !query.sk.matches(ksk) {
+            if query.forward {
+                break;
+            }
+            continue;
+        }
+        let item = decode(Key::new(kpk, ksk), v.value())?;
+        if !item.is_live(now) {
+            continue;
+        }
+        if out.len() == query.limit as usize {
+            more = true;
+            break;
+        }
+        out.push(item);
+    }
+    Ok(page(out, more, Index::Primary))
+}
+
+fn query_gsi1(
+    items: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    gsi: &impl ReadableTable<(&'static str, &'static str, &'static str, &'static str), ()>,
+    query: &Query,
+) -> Result<Page, StoreError> {
+    let pk = query.pk.as_str();
+    let next_pk = format!("{pk}\0");
+    let (low, high) = sk_bounds(&query.sk);
+    let at_cursor = query
+        .after
+        .as_ref()
+        .and_then(|c| c.gsi1.as_ref().map(|g| (pk, g.sk.as_str(), c.key.pk.as_str(), c.key.sk.as_str())));
+    let start = (pk, low.as_str(), "", "");
+    let end = (next_pk.as_str(), "", "", "");
+    let (lower, upper) = match (query.forward, at_cursor) {
+        (true, Some(after)) => (Bound::Excluded(after), Bound::Excluded(end)),
+        (false, Some(before)) => (Bound::Included(start), Bound::Excluded(before)),
+        (_, None) => (Bound::Included(start), Bound::Excluded(end)),
+    };
+    let range = gsi.range::<(&str, &str, &str, &str)>((lower, upper)).map_err(backend)?;
+    let entries: Box<dyn Iterator<Item = _>> = if query.forward { Box::new(range) } else { Box::new(range.rev()) };
+    let now = now_epoch();
+    let mut out = Vec::new();
+    let mut more = false;
+    for entry in entries {
+        let (k, _) = entry.map_err(backend)?;
+        let (_, gsk, ipk, isk) = k.value();
+        if !within_high(gsk, high.as_deref()) || !query.sk.matches(gsk) {
+            if query.forward {
+                break;
+            }
+            continue;
+        }
+        let Some(item) = read_item(items, &Key::new(ipk, isk), now)? else { continue };
+        if out.len() == query.limit as usize {
+            more = true;
+            break;
+        }
+        out.push(item);
+    }
+    Ok(page(out, more, Index::Gsi1))
+}
+
+fn page(items: Vec<Item>, more: bool, index: Index) -> Page {
+    let next = if more { items.last().map(|last| Cursor::after_item(last, index)) } else { None };
+    Page { items, next }
+}
+
+/// The lowest sort key to start at, and the highest one (inclusive) when bounded.
+fn sk_bounds(sk: &SkCond) -> (String, Option<String>) {
+    match sk {
+        SkCond::All => (String::new(), None),
+        SkCond::BeginsWith(p) => (p.clone(), None),
+        SkCond::Between(a, b) => (a.clone(), Some(b.clone())),
+    }
+}
+
+fn within_high(sk: &str, high: Option<&str>) -> bool {
+    high.is_none_or(|h| sk <= h)
+}
+
+// Value layout: version u64 | expires_at flag u8 + i64 | gsi1 flag u8 (+ two length-prefixed strings) | doc.
+fn encode(item: &Item) -> Vec<u8> {
+    let mut out = Vec::with_capacity(item.doc.len() + 32);
+    out.extend_from_slice(&item.version.to_le_bytes());
+    match item.expires_at {
+        Some(t) => {
+            out.push(1);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    match &item.gsi1 {
+        Some(g) => {
+            out.push(1);
+            for s in [&g.pk, &g.sk] {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(item.doc.as_bytes());
+    out
+}
+
+fn decode(key: Key, bytes: &[u8]) -> Result<Item, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("item {}/{}", key.pk, key.sk));
+    let mut rest = bytes;
+    let mut take = |n: usize| -> Result<&[u8], StoreError> {
+        if rest.len() < n {
+            return Err(corrupt());
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let version = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
+    let expires_at = match take(1)?[0] {
+        0 => None,
+        _ => Some(i64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?)),
+    };
+    let gsi1 = match take(1)?[0] {
+        0 => None,
+        _ => {
+            let mut parts = [String::new(), String::new()];
+            for part in &mut parts {
+                let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
+                *part = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
+            }
+            let [pk, sk] = parts;
+            Some(Key { pk, sk })
+        }
+    };
+    let doc = String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?;
+    Ok(Item { key, gsi1, version, expires_at, doc })
+}

@@ -1,0 +1,137 @@
+//! Customers: one item per customer plus one identity item per email / provider id, written in the
+//! same transaction with "must not exist" conditions, so two customers can never share an identity.
+
+use std::collections::HashSet;
+
+use super::{Versioned, from_item, keys_of, to_doc};
+use crate::domain::customer::{Customer, Identity};
+use crate::domain::ids::{CustomerId, PublicationId};
+use crate::store::{Cond, Cursor, Index, Item, Query, Store, StoreError, WriteOp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CustomerWriteError {
+    /// Another customer already holds this identity (or the id itself exists).
+    #[error("identity already belongs to customer {holder:?}")]
+    Taken { identity: Option<Identity>, holder: Option<CustomerId> },
+    /// The record changed since it was read; read it again and retry.
+    #[error("customer changed concurrently")]
+    Stale,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentityDoc {
+    customer_id: CustomerId,
+}
+
+fn customer_item(customer: &Customer, version: u64) -> Result<Item, StoreError> {
+    Ok(Item::new(keys_of::customer(&customer.publication_id, &customer.id), to_doc(customer)?)
+        .with_gsi1(keys_of::customer_listing(&customer.publication_id, &customer.id))
+        .with_version(version))
+}
+
+fn identity_put(customer: &Customer, identity: &Identity) -> Result<WriteOp, StoreError> {
+    let doc = to_doc(&IdentityDoc { customer_id: customer.id.clone() })?;
+    Ok(WriteOp::put(Item::new(keys_of::identity(&customer.publication_id, identity), doc), Cond::NotExists))
+}
+
+/// Creates the customer and claims every identity it holds, or nothing at all.
+pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), CustomerWriteError> {
+    let identities = customer.identities();
+    let mut ops = vec![WriteOp::put(customer_item(customer, 1)?, Cond::NotExists)];
+    for identity in &identities {
+        ops.push(identity_put(customer, identity)?);
+    }
+    match store.write(ops).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::ConditionFailed { index: 0 }) => Err(CustomerWriteError::Taken { identity: None, holder: None }),
+        Err(StoreError::ConditionFailed { index }) => {
+            let identity = identities[index - 1].clone();
+            let holder = holder_of(store, &customer.publication_id, &identity).await?;
+            Err(CustomerWriteError::Taken { identity: Some(identity), holder })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a changed customer read at `version`, moving identity items along with it.
+pub async fn update(store: &dyn Store, before: &Customer, after: &Customer, version: u64) -> Result<u64, CustomerWriteError> {
+    let old: HashSet<Identity> = before.identities().into_iter().collect();
+    let new: Vec<Identity> = after.identities();
+    let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
+    let mut ops = vec![WriteOp::put(customer_item(after, version + 1)?, Cond::Version(version))];
+    for identity in &added {
+        ops.push(identity_put(after, identity)?);
+    }
+    for identity in old.iter().filter(|i| !new.contains(i)) {
+        ops.push(WriteOp::Delete { key: keys_of::identity(&before.publication_id, identity), cond: Cond::None });
+    }
+    match store.write(ops).await {
+        Ok(()) => Ok(version + 1),
+        Err(StoreError::ConditionFailed { index: 0 }) => Err(CustomerWriteError::Stale),
+        Err(StoreError::ConditionFailed { index }) if index <= added.len() => {
+            let identity = added[index - 1].clone();
+            let holder = holder_of(store, &after.publication_id, &identity).await?;
+            Err(CustomerWriteError::Taken { identity: Some(identity), holder })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(store: &dyn Store, publication: &PublicationId, id: &CustomerId) -> Result<Option<Versioned<Customer>>, StoreError> {
+    store.get(&keys_of::customer(publication, id)).await?.map(from_item).transpose()
+}
+
+async fn holder_of(store: &dyn Store, publication: &PublicationId, identity: &Identity) -> Result<Option<CustomerId>, StoreError> {
+    let item = store.get(&keys_of::identity(publication, identity)).await?;
+    Ok(item.map(from_item::<IdentityDoc>).transpose()?.map(|d| d.value.customer_id))
+}
+
+/// The customer holding this identity: two key lookups, no index.
+pub async fn find(store: &dyn Store, publication: &PublicationId, identity: &Identity) -> Result<Option<Versioned<Customer>>, StoreError> {
+    match holder_of(store, publication, identity).await? {
+        Some(id) => get(store, publication, &id).await,
+        None => Ok(None),
+    }
+}
+
+/// Finds the customer by `identity`, or creates `candidate` (which must hold that identity).
+/// Under concurrent calls exactly one creation wins; the others answer the winner.
+pub async fn find_or_create(
+    store: &dyn Store,
+    identity: &Identity,
+    candidate: &Customer,
+) -> Result<Versioned<Customer>, CustomerWriteError> {
+    // Bounded: each round either returns or observes a holder that vanished (deleted) meanwhile.
+    for _ in 0..5 {
+        if let Some(found) = find(store, &candidate.publication_id, identity).await? {
+            return Ok(found);
+        }
+        match create(store, candidate).await {
+            Ok(()) => return Ok(Versioned { value: candidate.clone(), version: 1 }),
+            Err(CustomerWriteError::Taken { holder: Some(holder), .. }) => {
+                if let Some(found) = get(store, &candidate.publication_id, &holder).await? {
+                    return Ok(found);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Transient("customer identity kept changing; retry".into()).into())
+}
+
+/// One page of a publication's customers in id (creation) order.
+pub async fn list(
+    store: &dyn Store,
+    publication: &PublicationId,
+    limit: u32,
+    after: Option<Cursor>,
+) -> Result<(Vec<Customer>, Option<Cursor>), StoreError> {
+    let page = store
+        .query(&Query::new(Index::Gsi1, keys_of::customers_partition(publication)).limit(limit).after(after))
+        .await?;
+    let customers = page.items.into_iter().map(|i| from_item(i).map(|v| v.value)).collect::<Result<_, _>>()?;
+    Ok((customers, page.next))
+}

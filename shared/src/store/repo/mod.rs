@@ -1,0 +1,77 @@
+//! Access patterns of `docs/data-model.md`, written once over the `Store` port.
+
+pub mod customers;
+pub mod keys;
+pub mod ledger;
+pub mod publications;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Item, StoreError};
+use crate::domain::customer::Identity;
+use crate::domain::ids::{CustomerId, PublicationId};
+
+/// A value read from the store with the version a conditional update must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+pub(crate) fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("cannot serialise: {e}")))
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<Versioned<T>, StoreError> {
+    let value = serde_json::from_str(&item.doc)
+        .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.key.pk, item.key.sk)))?;
+    Ok(Versioned { value, version: item.version })
+}
+
+/// Every key of the table is built here, so the layout in docs/data-model.md has one source.
+pub mod keys_of {
+    use super::*;
+    use crate::store::Key;
+
+    pub fn settings(publication: &PublicationId) -> Key {
+        Key::new(format!("PUB#{publication}"), "SETTINGS")
+    }
+
+    pub fn piano_aid(aid: &str, publication: &PublicationId) -> Key {
+        Key::new(piano_aid_partition(aid), format!("PUB#{publication}"))
+    }
+
+    pub fn piano_aid_partition(aid: &str) -> String {
+        format!("AID#{aid}")
+    }
+
+    pub fn api_key(hash_hex: &str) -> Key {
+        Key::new(format!("APIKEY#{hash_hex}"), "APIKEY")
+    }
+
+    pub fn customer(publication: &PublicationId, id: &CustomerId) -> Key {
+        Key::new(format!("PUB#{publication}#C#{id}"), "PROFILE")
+    }
+
+    pub fn customer_listing(publication: &PublicationId, id: &CustomerId) -> Key {
+        Key::new(customers_partition(publication), format!("C#{id}"))
+    }
+
+    pub fn customers_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#CUSTOMERS")
+    }
+
+    pub fn identity(publication: &PublicationId, identity: &Identity) -> Key {
+        let pk = match identity {
+            Identity::Email(email) => format!("PUB#{publication}#ID#EMAIL#{email}"),
+            Identity::Stripe(account, id) => format!("PUB#{publication}#ID#STRIPE#{account}#{id}"),
+            Identity::Piano(uid) => format!("PUB#{publication}#ID#PIANO#{uid}"),
+        };
+        Key::new(pk, "IDENTITY")
+    }
+
+    pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {
+        Key::new(format!("PUB#{publication}#EVT#{provider}#{event_id}"), "EVENT")
+    }
+}

@@ -1,0 +1,53 @@
+//! Publication settings: one item per publication, listed in GSI1 under its Piano aid.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Versioned, from_item, keys_of, to_doc};
+use crate::domain::ids::PublicationId;
+use crate::domain::settings::PublicationSettings;
+use crate::store::{Cond, Index, Item, Query, Store, StoreError, WriteOp};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSettings {
+    pub publication_id: PublicationId,
+    pub settings: PublicationSettings,
+    pub updated_at: i64,
+}
+
+pub async fn get(store: &dyn Store, id: &PublicationId) -> Result<Option<Versioned<StoredSettings>>, StoreError> {
+    store.get(&keys_of::settings(id)).await?.map(from_item).transpose()
+}
+
+/// Creates (`expected` = None) or replaces the settings at version `expected`; answers the new version.
+/// A concurrent change fails with `StoreError::ConditionFailed`.
+pub async fn put(
+    store: &dyn Store,
+    stored: &StoredSettings,
+    expected: Option<u64>,
+) -> Result<u64, StoreError> {
+    let version = expected.map_or(1, |v| v + 1);
+    let mut item = Item::new(keys_of::settings(&stored.publication_id), to_doc(stored)?).with_version(version);
+    if let Some(piano) = &stored.settings.piano {
+        item = item.with_gsi1(keys_of::piano_aid(&piano.aid, &stored.publication_id));
+    }
+    let cond = expected.map_or(Cond::NotExists, Cond::Version);
+    store.write(vec![WriteOp::put(item, cond)]).await?;
+    Ok(version)
+}
+
+/// Every publication configured with this Piano application id (several sites may share one).
+pub async fn by_piano_aid(store: &dyn Store, aid: &str) -> Result<Vec<StoredSettings>, StoreError> {
+    let mut out = Vec::new();
+    let mut query = Query::new(Index::Gsi1, keys_of::piano_aid_partition(aid));
+    loop {
+        let page = store.query(&query).await?;
+        for item in page.items {
+            out.push(from_item::<StoredSettings>(item)?.value);
+        }
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => return Ok(out),
+        }
+    }
+}
