@@ -1,0 +1,97 @@
+//! Test support: the two store adapters and two queue adapters behind one constructor each.
+//! The DynamoDB/SQS side talks over TCP to the emulator that `.ci/test` starts on 127.0.0.1
+//! and announces through `AWS_ENDPOINT_URL`.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::sync::Arc;
+
+use shared::queue::memory::MemoryQueue;
+use shared::queue::sqs::SqsQueue;
+use shared::queue::{Queue, QueueDef};
+use shared::store::Store;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    // Keeps the embedded store's directory alive for the test.
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+pub fn embedded_store() -> TestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("crm.redb")).expect("open embedded store");
+    TestStore { store: Arc::new(store), _dir: Some(dir) }
+}
+
+/// The emulator's endpoint; the DynamoDB/SQS tests refuse to pass silently without one.
+pub fn emulator_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the suite with .ci/test, which starts the DynamoDB/SQS emulator")
+    })
+}
+
+pub async fn sdk() -> aws_config::SdkConfig {
+    let endpoint = emulator_endpoint();
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "emulator must be on loopback, got {endpoint}");
+    shared::aws::sdk_config().await
+}
+
+/// A fresh table on the emulator, so tests never see each other's items.
+pub async fn dynamo_store() -> TestStore {
+    let sdk = sdk().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("contract");
+    shared::store::schema::create_table(&client, &table).await.expect("create table on the emulator");
+    eprintln!("DynamoDB adapter: table {table} at {} (TCP)", emulator_endpoint());
+    TestStore { store: Arc::new(DynamoStore::new(client, table)), _dir: None }
+}
+
+pub fn memory_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
+    Arc::new(MemoryQueue::new(defs))
+}
+
+/// Fresh queues `{unique prefix}-{name}` (with dead-letter queues) on the emulator.
+pub async fn sqs_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
+    let sdk = sdk().await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let prefix = unique("q");
+    let mut urls = std::collections::HashMap::new();
+    for def in defs {
+        for (name, url) in shared::queue::sqs::create_queues(&client, &prefix, def).await.expect("create queues") {
+            urls.insert(name, url);
+        }
+    }
+    eprintln!("SQS adapter: queues {prefix}-* at {} (TCP)", emulator_endpoint());
+    Arc::new(SqsQueue::new(client, urls))
+}
+
+/// Declares each listed async test once per store adapter: `embedded::name` and `dynamodb::name`.
+#[macro_export]
+macro_rules! store_contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let t = $crate::support::embedded_store();
+                    super::$name(t.store.clone()).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let t = $crate::support::dynamo_store().await;
+                    super::$name(t.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
