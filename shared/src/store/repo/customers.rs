@@ -104,7 +104,7 @@ pub async fn find_or_create(
     identity: &Identity,
     candidate: &Customer,
 ) -> Result<Versioned<Customer>, CustomerWriteError> {
-    // Bounded: each round either returns or observes a holder that vanished (deleted) meanwhile.
+    // Bounded: a round only repeats after a conflict or a holder that vanished meanwhile.
     for _ in 0..5 {
         if let Some(found) = find(store, &candidate.publication_id, identity).await? {
             return Ok(found);
@@ -115,6 +115,10 @@ pub async fn find_or_create(
                 if let Some(found) = get(store, &candidate.publication_id, &holder).await? {
                     return Ok(found);
                 }
+            }
+            // DynamoDB cancels racing transactions on the same keys; the next round sees the winner.
+            Err(CustomerWriteError::Store(e)) if e.is_transient() => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Err(e) => return Err(e),
         }
