@@ -326,7 +326,7 @@ async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
     assert_eq!(found, vec![b]);
 }
 
-store_contract!(
+for_each_store!(
     put_get_delete_round_trip,
     conditions_hold_or_nothing_changes,
     transactions_are_all_or_nothing,

@@ -73,7 +73,7 @@ pub async fn sqs_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
 
 /// Declares each listed async test once per store adapter: `embedded::name` and `dynamodb::name`.
 #[macro_export]
-macro_rules! store_contract {
+macro_rules! for_each_store {
     ($($name:ident),* $(,)?) => {
         mod embedded {
             $(
