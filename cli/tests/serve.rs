@@ -1,0 +1,154 @@
+//! `crm serve` as a user runs it: the real binary on a free port, spoken to over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+    token: Option<String>,
+}
+
+impl Server {
+    /// Starts `crm serve` with `args` on 127.0.0.1:0 and reads the address (and generated token) it prints.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crm"));
+        command.arg("serve").arg("--addr").arg("127.0.0.1:0").args(args);
+        command.env_remove("CRM_ADMIN_TOKEN").env("RUST_LOG", "warn");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("start crm serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut token = None;
+        let mut base = None;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("read stderr");
+            if let Some((_, t)) = line.split_once("admin token (from ") {
+                token = t.split_once("): ").map(|(_, t)| t.to_owned());
+            }
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                base = Some(addr.to_owned());
+                break;
+            }
+        }
+        Server { child, base: base.expect("crm serve printed its address"), token }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("crm serve did not stop on SIGTERM");
+    }
+}
+
+fn settings() -> Value {
+    json!({
+        "name": "Daily Example",
+        "origins": ["https://www.example.com"],
+        "stripeAccounts": [{"key": "main", "name": "Example Media Ltd", "secretKey": "sk_test_51HxYzAbCdEfGhIjKlMnOpa1b2",
+                            "webhookSecrets": ["whsec_0123456789abcdefghijWXYZ"]}]
+    })
+}
+
+async fn round_trip(base: &str, token: &str, publication: &str) {
+    let http = reqwest::Client::new();
+    let url = format!("{base}/admin/publications/{publication}");
+    let put = http.put(&url).bearer_auth(token).json(&settings()).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let got: Value = http.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["name"], "Daily Example");
+    assert_eq!(got["stripeAccounts"][0]["secretKey"], "sk_test_…a1b2");
+    let wrong = http.get(&url).bearer_auth("not-the-key").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let bad = http.put(&url).bearer_auth(token).json(&json!({"origins": []})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("`name`"), "{body}");
+}
+
+#[tokio::test]
+async fn serve_embedded_round_trips_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = Server::start(&["--data-dir", data], &[]);
+    let token = server.token.clone().expect("a generated admin token is printed");
+    round_trip(&server.base, &token, "demo").await;
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+
+    // The embedded store is a file: a restart finds the settings and the same admin token.
+    let again = Server::start(&["--data-dir", data], &[]);
+    assert_eq!(again.token.as_deref(), Some(token.as_str()));
+    let got: Value = reqwest::Client::new()
+        .get(format!("{}/admin/publications/demo", again.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["name"], "Daily Example");
+    assert!(again.stop().success());
+}
+
+#[tokio::test]
+async fn serve_dynamodb_uses_tables_created_by_the_cli() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the suite with .ci/test, which starts the emulator");
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let (table, prefix) = (format!("serve-{suffix}"), format!("serve-{suffix}"));
+    let created = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args(["tables", "create", "--table", &table, "--queue-prefix", &prefix])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let out = String::from_utf8_lossy(&created.stdout);
+    assert!(out.contains(&format!("table {table}: created")), "{out}");
+    assert!(out.contains("queue events-dlq: "), "{out}");
+    eprintln!("crm serve --dynamodb against {endpoint}");
+
+    let token = "operator-token-for-tests-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["--dynamodb", "--table", &table, "--queue-prefix", &prefix, "--data-dir", dir.path().to_str().unwrap()],
+        &[("CRM_ADMIN_TOKEN", token)],
+    );
+    round_trip(&server.base, token, "demo").await;
+    assert!(server.stop().success());
+}
+
+#[test]
+fn serve_names_a_missing_table() {
+    std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL is not set: run the suite with .ci/test");
+    let output = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args(["serve", "--dynamodb", "--table", "no-such-table", "--addr", "127.0.0.1:0"])
+        .env("CRM_ADMIN_TOKEN", "operator-token-for-tests-0123456789")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("crm tables create"), "{stderr}");
+}
+
+#[test]
+fn a_short_admin_token_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+        .env("CRM_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("CRM_ADMIN_TOKEN"));
+}
