@@ -23,7 +23,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     println!("table {table}: {}", if created { "created" } else { "exists" });
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     for def in shared::queue::ALL {
-        for (name, url) in shared::queue::sqs::create_queues(&sqs, &queue_prefix, def).await.context("creating queues")? {
+        for (name, url) in
+            shared::queue::sqs::create_queues(&sqs, &queue_prefix, def).await.context("creating queues")?
+        {
             println!("queue {name}: {url}");
         }
     }

@@ -36,7 +36,8 @@ async fn drain(queue: &Q, name: &str, expect: usize) -> Vec<Received> {
 }
 
 async fn batches_of_any_size_are_sent_and_received(queue: Q) {
-    let sent: Vec<OutMessage> = (0..25).map(|i| OutMessage::new(format!(r#"{{"n":{i},"text":"é, \"q\"\n"}}"#))).collect();
+    let sent: Vec<OutMessage> =
+        (0..25).map(|i| OutMessage::new(format!(r#"{{"n":{i},"text":"é, \"q\"\n"}}"#))).collect();
     queue.send("fast", &sent).await.unwrap();
     let received = drain(&queue, "fast", 25).await;
     let bodies: BTreeSet<String> = received.iter().map(|m| m.body.clone()).collect();

@@ -10,12 +10,11 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use shared::api::{AppState, settings};
 use shared::domain::ids::PublicationId;
-use shared::http::auth::AdminAuth;
 use shared::store::Store;
 use shared::store::repo::publications;
 use tower::ServiceExt;
 
-const OPERATOR: &str = "operator-token-for-tests-0123456789";
+use support::OPERATOR;
 
 fn example() -> Value {
     json!({
@@ -52,15 +51,17 @@ struct Answer {
 
 impl Api {
     fn new(store: Arc<dyn Store>) -> Self {
-        let state = AppState {
-            store,
-            queue: support::memory_queue(shared::queue::ALL),
-            admin: Arc::new(AdminAuth::new(OPERATOR)),
-        };
-        Self { state }
+        Self { state: support::app_state(store) }
     }
 
-    async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<(&str, Vec<u8>)>, extra: &[(&str, &str)]) -> Answer {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
@@ -82,7 +83,14 @@ impl Api {
     }
 
     async fn put(&self, id: &str, key: &str, body: &Value) -> Answer {
-        self.call("PUT", &format!("/admin/publications/{id}"), Some(key), Some(("application/json", body.to_string().into_bytes())), &[]).await
+        self.call(
+            "PUT",
+            &format!("/admin/publications/{id}"),
+            Some(key),
+            Some(("application/json", body.to_string().into_bytes())),
+            &[],
+        )
+        .await
     }
 
     async fn get(&self, id: &str, key: Option<&str>) -> Answer {
@@ -165,18 +173,42 @@ async fn invalid_settings_name_the_field(store: Arc<dyn Store>) {
     let id = support::unique("bad");
     let cases: Vec<(Value, &str)> = vec![
         (json!({"origins": []}), "missing field `name`"),
-        (json!({"name": "x", "stripeAccounts": [{"key": "main", "name": "n"}]}), "stripeAccounts[0]: missing field `secretKey`"),
-        (json!({"name": "x", "stripeAccounts": [{"key": "main", "name": "n", "secretKey": "pk_live_123456789"}]}), "stripeAccounts[0].secretKey:"),
-        (json!({"name": "x", "stripeAccounts": [{"key": "Main!", "name": "n", "secretKey": "sk_test_123456789"}]}), "stripeAccounts[0].key:"),
+        (
+            json!({"name": "x", "stripeAccounts": [{"key": "main", "name": "n"}]}),
+            "stripeAccounts[0]: missing field `secretKey`",
+        ),
+        (
+            json!({"name": "x", "stripeAccounts": [{"key": "main", "name": "n", "secretKey": "pk_live_123456789"}]}),
+            "stripeAccounts[0].secretKey:",
+        ),
+        (
+            json!({"name": "x", "stripeAccounts": [{"key": "Main!", "name": "n", "secretKey": "sk_test_123456789"}]}),
+            "stripeAccounts[0].key:",
+        ),
         (json!({"name": "x", "origins": ["https://a.example.com/path"]}), "origins[0]:"),
-        (json!({"name": "x", "piano": {"aid": "A1", "apiToken": "t", "privateKey": "k", "region": "mars"}}), "piano.region:"),
-        (json!({"name": "x", "winbackOffers": [{"priceId": "price_1", "label": "l", "appliesToPriceIds": [], "changeAt": "now"}]}), "winbackOffers[0].appliesToPriceIds:"),
-        (json!({"name": "x", "automations": [{"on": "payment_failed", "do": [{"notify": {"url": "ftp://x"}}]}]}), "automations[0].do[0].notify.url:"),
+        (
+            json!({"name": "x", "piano": {"aid": "A1", "apiToken": "t", "privateKey": "k", "region": "mars"}}),
+            "piano.region:",
+        ),
+        (
+            json!({"name": "x", "winbackOffers": [{"priceId": "price_1", "label": "l", "appliesToPriceIds": [], "changeAt": "now"}]}),
+            "winbackOffers[0].appliesToPriceIds:",
+        ),
+        (
+            json!({"name": "x", "automations": [{"on": "payment_failed", "do": [{"notify": {"url": "ftp://x"}}]}]}),
+            "automations[0].do[0].notify.url:",
+        ),
         (json!({"name": "x", "automations": [{"on": "moon_rise", "do": []}]}), "automations[0].on:"),
-        (json!({"name": "x", "catalogue": [{"sku": "A", "name": "a"}, {"sku": "A", "name": "b"}]}), "catalogue[1].sku:"),
+        (
+            json!({"name": "x", "catalogue": [{"sku": "A", "name": "a"}, {"sku": "A", "name": "b"}]}),
+            "catalogue[1].sku:",
+        ),
         (json!({"name": "x", "nmae": "typo"}), "unknown field `nmae`"),
         (json!({"name": "  "}), "name: must not be empty"),
-        (json!({"name": "x", "stripeAccounts": [{"key": "main", "name": "n", "secretKey": "sk_test_…abcd"}]}), "stripeAccounts[0].secretKey: masked value"),
+        (
+            json!({"name": "x", "stripeAccounts": [{"key": "main", "name": "n", "secretKey": "sk_test_…abcd"}]}),
+            "stripeAccounts[0].secretKey: masked value",
+        ),
     ];
     for (body, expected) in cases {
         let answer = api.put(&id, OPERATOR, &body).await;
@@ -184,26 +216,65 @@ async fn invalid_settings_name_the_field(store: Arc<dyn Store>) {
         let message = answer.body["error"].as_str().unwrap();
         assert!(message.contains(expected), "{body} → {message:?}, expected {expected:?}");
     }
-    let bad_json = api.call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("application/json", b"{\"name\":".to_vec())), &[]).await;
+    let bad_json = api
+        .call(
+            "PUT",
+            &format!("/admin/publications/{id}"),
+            Some(OPERATOR),
+            Some(("application/json", b"{\"name\":".to_vec())),
+            &[],
+        )
+        .await;
     assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
     assert!(bad_json.body["error"].as_str().unwrap().starts_with("body: invalid JSON"));
-    let trailing = api.call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("application/json", b"{\"name\":\"x\"} {}".to_vec())), &[]).await;
+    let trailing = api
+        .call(
+            "PUT",
+            &format!("/admin/publications/{id}"),
+            Some(OPERATOR),
+            Some(("application/json", b"{\"name\":\"x\"} {}".to_vec())),
+            &[],
+        )
+        .await;
     assert_eq!(trailing.status, StatusCode::BAD_REQUEST);
-    let not_utf8 = api.call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("application/json", vec![0xff, 0xfe, b'{'])), &[]).await;
+    let not_utf8 = api
+        .call(
+            "PUT",
+            &format!("/admin/publications/{id}"),
+            Some(OPERATOR),
+            Some(("application/json", vec![0xff, 0xfe, b'{'])),
+            &[],
+        )
+        .await;
     assert_eq!(not_utf8.status, StatusCode::BAD_REQUEST);
-    let text = api.call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("text/plain", b"{}".to_vec())), &[]).await;
+    let text = api
+        .call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("text/plain", b"{}".to_vec())), &[])
+        .await;
     assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = vec![b' '; 300 * 1024];
-    let too_large = api.call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("application/json", huge)), &[]).await;
+    let too_large = api
+        .call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("application/json", huge)), &[])
+        .await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let deep = api.call("PUT", &format!("/admin/publications/{id}"), Some(OPERATOR), Some(("application/json", deep.into_bytes())), &[]).await;
+    let deep = api
+        .call(
+            "PUT",
+            &format!("/admin/publications/{id}"),
+            Some(OPERATOR),
+            Some(("application/json", deep.into_bytes())),
+            &[],
+        )
+        .await;
     assert_eq!(deep.status, StatusCode::BAD_REQUEST);
     for path in ["/admin/publications/..%2Fetc", "/admin/publications/UPPER", "/admin/publications/a%00b"] {
         let answer = api.call("GET", path, Some(OPERATOR), None, &[]).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
     }
-    assert!(publications::get(store.as_ref(), &PublicationId::parse(&id).unwrap()).await.unwrap().is_none(), "nothing stored");
+    assert!(
+        publications::get(store.as_ref(), &PublicationId::parse(&id).unwrap()).await.unwrap().is_none(),
+        "nothing stored"
+    );
     let route = api.call("GET", "/nowhere", Some(OPERATOR), None, &[]).await;
     assert_eq!(route.status, StatusCode::NOT_FOUND);
     let method = api.call("DELETE", &format!("/admin/publications/{id}"), Some(OPERATOR), None, &[]).await;

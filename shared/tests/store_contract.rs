@@ -130,10 +130,7 @@ async fn queries_page_in_order_both_ways(store: S) {
 
 async fn gsi_lists_and_moves_entries(store: S) {
     for (pk, g) in [("A", "3"), ("B", "1"), ("C", "2")] {
-        store
-            .write(vec![WriteOp::put(item(pk, "S", pk).with_gsi1(Key::new("LIST", g)), Cond::None)])
-            .await
-            .unwrap();
+        store.write(vec![WriteOp::put(item(pk, "S", pk).with_gsi1(Key::new("LIST", g)), Cond::None)]).await.unwrap();
     }
     let list = |store: S| async move {
         let page = store.query(&Query::new(Index::Gsi1, "LIST")).await.unwrap();
@@ -167,7 +164,12 @@ async fn expired_items_are_absent(store: S) {
     assert_eq!(store.get(&Key::new("P#6", "E")).await.unwrap().unwrap().doc, "new");
     let exists = store.write(vec![WriteOp::put(item("P#6", "G", "x").expiring_at(past), Cond::None)]).await;
     assert!(exists.is_ok());
-    let on_expired = store.write(vec![WriteOp::Check { key: Key::new("P#6", "G"), cond: Cond::Exists }, WriteOp::put(item("P#6", "H", "h"), Cond::None)]).await;
+    let on_expired = store
+        .write(vec![
+            WriteOp::Check { key: Key::new("P#6", "G"), cond: Cond::Exists },
+            WriteOp::put(item("P#6", "H", "h"), Cond::None),
+        ])
+        .await;
     assert!(matches!(on_expired, Err(StoreError::ConditionFailed { index: 0 })), "{on_expired:?}");
 }
 
@@ -188,12 +190,16 @@ async fn customers_are_unique_per_identity(store: S) {
     first.stripe_customer_ids.insert(main.clone(), "cus_A".into());
     customers::create(store.as_ref(), &first).await.unwrap();
 
-    let by_email = customers::find(store.as_ref(), &publication, &Identity::Email(Email::parse("reader@example.COM").unwrap()))
+    let by_email =
+        customers::find(store.as_ref(), &publication, &Identity::Email(Email::parse("reader@example.COM").unwrap()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(by_email.value, first);
+    let by_stripe = customers::find(store.as_ref(), &publication, &Identity::Stripe(main.clone(), "cus_A".into()))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(by_email.value, first);
-    let by_stripe = customers::find(store.as_ref(), &publication, &Identity::Stripe(main.clone(), "cus_A".into())).await.unwrap().unwrap();
     assert_eq!(by_stripe.value.id, first.id);
 
     let mut clash = customer_with_email(&publication, "other@example.com");
@@ -205,7 +211,12 @@ async fn customers_are_unique_per_identity(store: S) {
         }
         other => panic!("expected the Stripe id to be taken, got {other:?}"),
     }
-    assert!(customers::find(store.as_ref(), &publication, &Identity::Email(Email::parse("other@example.com").unwrap())).await.unwrap().is_none());
+    assert!(
+        customers::find(store.as_ref(), &publication, &Identity::Email(Email::parse("other@example.com").unwrap()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The same email in another publication is another person record.
     let elsewhere = customer_with_email(&self::publication(), "reader@example.com");
@@ -217,8 +228,20 @@ async fn customers_are_unique_per_identity(store: S) {
     changed.stripe_customer_ids.insert(AccountKey::parse("second").unwrap(), "cus_B".into());
     let version = customers::update(store.as_ref(), &first, &changed, 1).await.unwrap();
     assert_eq!(version, 2);
-    assert!(customers::find(store.as_ref(), &publication, &Identity::Email(Email::parse("reader@example.com").unwrap())).await.unwrap().is_none());
-    let found = customers::find(store.as_ref(), &publication, &Identity::Stripe(AccountKey::parse("second").unwrap(), "cus_B".into())).await.unwrap().unwrap();
+    assert!(
+        customers::find(store.as_ref(), &publication, &Identity::Email(Email::parse("reader@example.com").unwrap()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let found = customers::find(
+        store.as_ref(),
+        &publication,
+        &Identity::Stripe(AccountKey::parse("second").unwrap(), "cus_B".into()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(found.value, changed);
     assert_eq!(found.version, 2);
     let stale = customers::update(store.as_ref(), &first, &changed, 1).await;
@@ -277,9 +300,15 @@ async fn ledger_claims_once(store: S) {
     let hold = now() + 60;
     let first = ledger::claim(store.as_ref(), &publication, "stripe", "evt_1", hold).await.unwrap();
     let ledger::Claim::Claimed(token) = first else { panic!("first claim must win, got {first:?}") };
-    assert_eq!(ledger::claim(store.as_ref(), &publication, "stripe", "evt_1", hold).await.unwrap(), ledger::Claim::InProgress);
+    assert_eq!(
+        ledger::claim(store.as_ref(), &publication, "stripe", "evt_1", hold).await.unwrap(),
+        ledger::Claim::InProgress
+    );
     ledger::complete(store.as_ref(), &token, now()).await.unwrap();
-    assert_eq!(ledger::claim(store.as_ref(), &publication, "stripe", "evt_1", hold).await.unwrap(), ledger::Claim::Completed);
+    assert_eq!(
+        ledger::claim(store.as_ref(), &publication, "stripe", "evt_1", hold).await.unwrap(),
+        ledger::Claim::Completed
+    );
     assert!(ledger::complete(store.as_ref(), &token, now()).await.is_err(), "a token completes once");
 
     // A crashed attempt: its claim expires and the event can be claimed again; the old token is dead.
@@ -289,9 +318,15 @@ async fn ledger_claims_once(store: S) {
     let ledger::Claim::Claimed(live) = retry else { panic!("expired claim must be claimable, got {retry:?}") };
     assert!(ledger::complete(store.as_ref(), &dead, now()).await.is_err());
     ledger::release(store.as_ref(), &live).await.unwrap();
-    assert!(matches!(ledger::claim(store.as_ref(), &publication, "stripe", "evt_2", hold).await.unwrap(), ledger::Claim::Claimed(_)));
+    assert!(matches!(
+        ledger::claim(store.as_ref(), &publication, "stripe", "evt_2", hold).await.unwrap(),
+        ledger::Claim::Claimed(_)
+    ));
     // Same event id from another provider or publication is another event.
-    assert!(matches!(ledger::claim(store.as_ref(), &publication, "piano", "evt_1", hold).await.unwrap(), ledger::Claim::Claimed(_)));
+    assert!(matches!(
+        ledger::claim(store.as_ref(), &publication, "piano", "evt_1", hold).await.unwrap(),
+        ledger::Claim::Claimed(_)
+    ));
 }
 
 async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
@@ -310,7 +345,8 @@ async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
         let twice = publications::put(store.as_ref(), &stored, None).await;
         assert!(matches!(twice, Err(StoreError::ConditionFailed { .. })), "create is create-only");
     }
-    let mut found: Vec<_> = publications::by_piano_aid(store.as_ref(), &aid).await.unwrap().into_iter().map(|s| s.publication_id).collect();
+    let mut found: Vec<_> =
+        publications::by_piano_aid(store.as_ref(), &aid).await.unwrap().into_iter().map(|s| s.publication_id).collect();
     found.sort();
     let mut expected = vec![a.clone(), b.clone()];
     expected.sort();
@@ -322,7 +358,8 @@ async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
     renamed.settings.piano = None;
     assert_eq!(publications::put(store.as_ref(), &renamed, Some(1)).await.unwrap(), 2);
     assert!(publications::put(store.as_ref(), &renamed, Some(1)).await.is_err(), "stale version refused");
-    let found: Vec<_> = publications::by_piano_aid(store.as_ref(), &aid).await.unwrap().into_iter().map(|s| s.publication_id).collect();
+    let found: Vec<_> =
+        publications::by_piano_aid(store.as_ref(), &aid).await.unwrap().into_iter().map(|s| s.publication_id).collect();
     assert_eq!(found, vec![b]);
 }
 

@@ -6,13 +6,10 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_yaml_ng::Value;
-use shared::api::{AppState, settings};
-use shared::http::auth::AdminAuth;
 use shared::store::schema::{GSI1, KEY_ATTRIBUTES, attr};
 use tower::ServiceExt;
 
@@ -51,8 +48,12 @@ fn table_matches_the_schema() {
     let tables = by_type(&t, "AWS::DynamoDB::Table");
     assert_eq!(tables.len(), 1, "one table");
     let props = &tables[0].1["Properties"];
-    let defined: BTreeSet<&str> =
-        props["AttributeDefinitions"].as_sequence().unwrap().iter().map(|a| a["AttributeName"].as_str().unwrap()).collect();
+    let defined: BTreeSet<&str> = props["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a["AttributeName"].as_str().unwrap())
+        .collect();
     assert_eq!(defined, KEY_ATTRIBUTES.into_iter().collect());
     let keys = |schema: &Value| -> Vec<(String, String)> {
         schema
@@ -79,17 +80,25 @@ fn queues_match_their_definitions() {
     let queues = by_type(&t, "AWS::SQS::Queue");
     assert_eq!(queues.len(), shared::queue::ALL.len() * 2, "each queue and its dead-letter queue");
     for def in shared::queue::ALL {
-        let (_, main) = queues.iter().find(|(_, q)| queue_name(q) == def.name).unwrap_or_else(|| panic!("queue {}", def.name));
-        let (dlq_resource, dlq) =
-            queues.iter().find(|(_, q)| queue_name(q) == def.dlq_name).unwrap_or_else(|| panic!("queue {}", def.dlq_name));
+        let (_, main) =
+            queues.iter().find(|(_, q)| queue_name(q) == def.name).unwrap_or_else(|| panic!("queue {}", def.name));
+        let (dlq_resource, dlq) = queues
+            .iter()
+            .find(|(_, q)| queue_name(q) == def.dlq_name)
+            .unwrap_or_else(|| panic!("queue {}", def.dlq_name));
         let props = &main["Properties"];
         assert_eq!(props["VisibilityTimeout"].as_u64(), Some(u64::from(def.visibility_timeout_secs)));
         assert_eq!(props["RedrivePolicy"]["maxReceiveCount"].as_u64(), Some(u64::from(def.max_receive_count)));
         match &props["RedrivePolicy"]["deadLetterTargetArn"] {
             Value::Tagged(tagged) => assert_eq!(tagged.value.as_str(), Some(format!("{dlq_resource}.Arn").as_str())),
-            other => panic!("redrive target must be !GetAtt of the dead-letter queue, got {other:?}"),
+            other => {
+                panic!("redrive target must be !GetAtt of the dead-letter queue, got {other:?}")
+            }
         }
-        assert_eq!(dlq["Properties"]["MessageRetentionPeriod"].as_u64(), Some(u64::from(shared::queue::DLQ_RETENTION_SECS)));
+        assert_eq!(
+            dlq["Properties"]["MessageRetentionPeriod"].as_u64(),
+            Some(u64::from(shared::queue::DLQ_RETENTION_SECS))
+        );
     }
 }
 
@@ -117,33 +126,24 @@ fn every_function_crate_is_deployed_with_cargo_lambda() {
     assert_eq!(binaries, function_crates());
 }
 
-/// The router each function's `main.rs` runs, by binary name.
-fn router_of(binary: &str, state: AppState) -> axum::Router {
-    match binary {
-        "settings-api" => settings::router(state),
-        other => panic!("no router known for function {other}: add it here"),
-    }
-}
-
 #[tokio::test]
 async fn every_api_route_reaches_its_function() {
     let t = template();
     let store = support::embedded_store();
-    let state = AppState {
-        store: store.store.clone(),
-        queue: support::memory_queue(shared::queue::ALL),
-        admin: Arc::new(AdminAuth::new("operator-token-for-tests-0123456789")),
-    };
+    let state = support::app_state(store.store.clone());
     let mut checked = 0;
     for (name, f) in by_type(&t, "AWS::Serverless::Function") {
         let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
-        let Some(events) = f["Properties"]["Events"].as_mapping() else { continue };
+        let Some(events) = f["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
         for (_, event) in events.iter().filter(|(_, e)| e["Type"].as_str() == Some("HttpApi")) {
             let method = event["Properties"]["Method"].as_str().unwrap();
             let path = event["Properties"]["Path"].as_str().unwrap();
-            let concrete = path.split('/').map(|s| if s.starts_with('{') { "x" } else { s }).collect::<Vec<_>>().join("/");
+            let concrete =
+                path.split('/').map(|s| if s.starts_with('{') { "x" } else { s }).collect::<Vec<_>>().join("/");
             let request = Request::builder().method(method).uri(&concrete).body(Body::empty()).unwrap();
-            let response = router_of(binary, state.clone()).oneshot(request).await.unwrap();
+            let response = support::router_of(binary, state.clone()).oneshot(request).await.unwrap();
             let status = response.status();
             let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
             let unrouted = status == StatusCode::METHOD_NOT_ALLOWED || body.as_ref() == br#"{"error":"no such route"}"#;

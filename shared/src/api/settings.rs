@@ -4,21 +4,21 @@
 //! version, and every PUT is a conditional write, so concurrent edits never silently overwrite.
 
 use axum::Json;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use serde_json::json;
 
 use super::AppState;
 use crate::domain::ids::PublicationId;
 use crate::domain::settings::PublicationSettings;
+use crate::http::ApiError;
 use crate::http::auth::{Principal, new_publication_key};
 use crate::http::body::{JsonBytes, MAX_ADMIN_BODY};
 use crate::http::context::{finish, record_publication};
-use crate::http::ApiError;
 use crate::store::StoreError;
 use crate::store::repo::keys::{self, ApiKeyRecord};
 use crate::store::repo::publications::{self, StoredSettings};
@@ -38,7 +38,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Authenticates the caller and checks they may see the publication named in the path.
-pub async fn authorize(state: &AppState, headers: &HeaderMap, raw_id: &str) -> Result<(Principal, PublicationId), ApiError> {
+pub async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<(Principal, PublicationId), ApiError> {
     let principal = state.admin.authenticate(headers, state.store.as_ref()).await?;
     let id = PublicationId::parse(raw_id)?;
     record_publication(&id);
@@ -52,7 +56,9 @@ fn etag(version: u64) -> HeaderValue {
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(IF_MATCH) else { return Ok(None) };
+    let Some(value) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
     value
         .to_str()
         .ok()
@@ -61,7 +67,11 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .ok_or_else(|| ApiError::BadRequest("If-Match must be an ETag from a previous answer".into()))
 }
 
-async fn get_settings(State(state): State<AppState>, Path(raw_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn get_settings(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (_, id) = authorize(&state, &headers, &raw_id).await?;
     let stored = publications::get(state.store.as_ref(), &id)
         .await?
@@ -78,10 +88,10 @@ async fn put_settings(
     let (_, id) = authorize(&state, &headers, &raw_id).await?;
     let expected = if_match(&headers)?;
     let current = publications::get(state.store.as_ref(), &id).await?;
-    if let Some(wanted) = expected {
-        if current.as_ref().map(|c| c.version) != Some(wanted) {
-            return Err(ApiError::PreconditionFailed("settings changed since that ETag; read them again".into()));
-        }
+    if let Some(wanted) = expected
+        && current.as_ref().map(|c| c.version) != Some(wanted)
+    {
+        return Err(ApiError::PreconditionFailed("settings changed since that ETag; read them again".into()));
     }
     let settings = PublicationSettings::parse(&body, current.as_ref().map(|c| &c.value.settings))?;
     let stored = StoredSettings { publication_id: id.clone(), settings, updated_at: crate::store::now_epoch() };
@@ -97,7 +107,11 @@ async fn put_settings(
     Ok((status, [(ETAG, etag(version))], Json(stored.settings.masked())).into_response())
 }
 
-async fn issue_key(State(state): State<AppState>, Path(raw_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn issue_key(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (principal, id) = authorize(&state, &headers, &raw_id).await?;
     if principal != Principal::Operator {
         // A leaked publication key must not be able to mint itself successors.
@@ -107,7 +121,11 @@ async fn issue_key(State(state): State<AppState>, Path(raw_id): Path<String>, he
         return Err(ApiError::NotFound(format!("publication {id} not found")));
     }
     let (key, hash) = new_publication_key();
-    let record = ApiKeyRecord { publication_id: id.clone(), key_id: hash[..12].to_owned(), created_at: crate::store::now_epoch() };
+    let record = ApiKeyRecord {
+        publication_id: id.clone(),
+        key_id: hash[..12].to_owned(),
+        created_at: crate::store::now_epoch(),
+    };
     keys::put(state.store.as_ref(), &hash, &record).await?;
     tracing::info!(key_id = %record.key_id, "publication key issued");
     let body = json!({"publicationId": id, "keyId": record.key_id, "key": key});

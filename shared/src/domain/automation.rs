@@ -78,18 +78,18 @@ pub struct NotifyTarget {
 impl Automation {
     /// Checks what the types alone do not; the error is (field path inside the rule, message).
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
-        if let Some(id) = &self.id {
-            if id.is_empty() || id.len() > 64 {
-                return Err(("id".into(), "must be 1 to 64 characters".into()));
-            }
+        if let Some(id) = &self.id
+            && (id.is_empty() || id.len() > 64)
+        {
+            return Err(("id".into(), "must be 1 to 64 characters".into()));
         }
         if self.actions.is_empty() {
             return Err(("do".into(), "must list at least one action".into()));
         }
-        if let Some(min) = self.conditions.as_ref().and_then(|c| c.min_amount) {
-            if min < 0 {
-                return Err(("if.minAmount".into(), "must not be negative".into()));
-            }
+        if let Some(min) = self.conditions.as_ref().and_then(|c| c.min_amount)
+            && min < 0
+        {
+            return Err(("if.minAmount".into(), "must not be negative".into()));
         }
         for (i, action) in self.actions.iter().enumerate() {
             let blank = |field: &str, value: &str| {

@@ -237,7 +237,11 @@ impl PublicationSettings {
         for (i, account) in self.stripe_accounts.iter_mut().enumerate() {
             let old = previous.and_then(|p| p.stripe_account(&account.key));
             let old_secrets: Vec<&Secret> = old.map(|o| o.webhook_secrets.iter().collect()).unwrap_or_default();
-            restore(&mut account.secret_key, old.map(|o| &o.secret_key).into_iter().collect(), format!("stripeAccounts[{i}].secretKey"))?;
+            restore(
+                &mut account.secret_key,
+                old.map(|o| &o.secret_key).into_iter().collect(),
+                format!("stripeAccounts[{i}].secretKey"),
+            )?;
             for (j, secret) in account.webhook_secrets.iter_mut().enumerate() {
                 restore(secret, old_secrets.clone(), format!("stripeAccounts[{i}].webhookSecrets[{j}]"))?;
             }
@@ -245,7 +249,11 @@ impl PublicationSettings {
         if let Some(piano) = &mut self.piano {
             let old = previous.and_then(|p| p.piano.as_ref());
             restore(&mut piano.api_token, old.map(|o| &o.api_token).into_iter().collect(), "piano.apiToken".into())?;
-            restore(&mut piano.private_key, old.map(|o| &o.private_key).into_iter().collect(), "piano.privateKey".into())?;
+            restore(
+                &mut piano.private_key,
+                old.map(|o| &o.private_key).into_iter().collect(),
+                "piano.privateKey".into(),
+            )?;
             if let Some(jwt) = &mut piano.jwt_secret {
                 restore(jwt, old.and_then(|o| o.jwt_secret.as_ref()).into_iter().collect(), "piano.jwtSecret".into())?;
             }
@@ -272,10 +280,10 @@ impl PublicationSettings {
             if account.webhook_secrets.len() > 5 {
                 return Err(err(at("webhookSecrets"), "at most 5 signing secrets (one, or two during a rotation)"));
             }
-            if let Some(id) = &account.account_id {
-                if !id.starts_with("acct_") {
-                    return Err(err(at("accountId"), "must be a Stripe account id (acct_…)"));
-                }
+            if let Some(id) = &account.account_id
+                && !id.starts_with("acct_")
+            {
+                return Err(err(at("accountId"), "must be a Stripe account id (acct_…)"));
             }
         }
         if let Some(piano) = &self.piano {

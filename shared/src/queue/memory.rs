@@ -128,11 +128,15 @@ impl Queue for MemoryQueue {
                 let mut index = 0;
                 while index < state.waiting.len() && out.len() < max.clamp(1, 10) as usize {
                     if state.waiting[index].visible_at > now {
-                        next_due = Some(next_due.map_or(state.waiting[index].visible_at, |d: Instant| d.min(state.waiting[index].visible_at)));
+                        next_due = Some(next_due.map_or(state.waiting[index].visible_at, |d: Instant| {
+                            d.min(state.waiting[index].visible_at)
+                        }));
                         index += 1;
                         continue;
                     }
-                    let Some(mut message) = state.waiting.remove(index) else { break };
+                    let Some(mut message) = state.waiting.remove(index) else {
+                        break;
+                    };
                     message.receive_count += 1;
                     message.visible_at = now + q.visibility;
                     let receipt = ulid::Ulid::new().to_string();

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 
 use super::{MAX_MESSAGE_BYTES, OutMessage, Queue, QueueDef, QueueError, Received, check_sizes};
 
@@ -34,12 +36,9 @@ impl SqsQueue {
         let mut urls = HashMap::new();
         for name in defs.iter().flat_map(|d| [d.name, d.dlq_name]) {
             let physical = format!("{prefix}-{name}");
-            let out = client
-                .get_queue_url()
-                .queue_name(&physical)
-                .send()
-                .await
-                .map_err(|e| unavailable(format!("queue {physical}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e))))?;
+            let out = client.get_queue_url().queue_name(&physical).send().await.map_err(|e| {
+                unavailable(format!("queue {physical}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+            })?;
             let url = out.queue_url.ok_or_else(|| unavailable(format!("queue {physical} has no URL")))?;
             urls.insert(name.to_owned(), url);
         }
@@ -137,7 +136,12 @@ impl Queue for SqsQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1);
-                Some(Received { id: m.message_id?, receipt: m.receipt_handle?, body: m.body.unwrap_or_default(), receive_count })
+                Some(Received {
+                    id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
             })
             .collect())
     }
@@ -148,7 +152,13 @@ impl Queue for SqsQueue {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, r)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build().map_err(unavailable))
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .build()
+                        .map_err(unavailable)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
@@ -190,7 +200,8 @@ impl Queue for SqsQueue {
             .map_err(|e| unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
         let attrs = out.attributes.unwrap_or_default();
         let count = |name: &QueueAttributeName| attrs.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        Ok(count(&QueueAttributeName::ApproximateNumberOfMessages) + count(&QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+        Ok(count(&QueueAttributeName::ApproximateNumberOfMessages)
+            + count(&QueueAttributeName::ApproximateNumberOfMessagesDelayed))
     }
 }
 

@@ -22,7 +22,12 @@ pub fn backoff(receive_count: u32) -> Duration {
 }
 
 /// Polls `queue` until `shutdown`; a batch already received is always finished (drained) first.
-pub async fn run(queue: Arc<dyn Queue>, name: &'static str, handler: Arc<dyn BatchHandler>, shutdown: CancellationToken) {
+pub async fn run(
+    queue: Arc<dyn Queue>,
+    name: &'static str,
+    handler: Arc<dyn BatchHandler>,
+    shutdown: CancellationToken,
+) {
     loop {
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -71,10 +71,9 @@ fn parse_item(m: &Attrs) -> Result<Item, StoreError> {
     let number = |name: &str| -> Result<Option<i64>, StoreError> {
         match m.get(name) {
             None => Ok(None),
-            Some(AttributeValue::N(v)) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer"))),
+            Some(AttributeValue::N(v)) => {
+                v.parse().map(Some).map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer")))
+            }
             Some(_) => Err(StoreError::Corrupt(format!("attribute {name} is not a number"))),
         }
     };
@@ -285,7 +284,9 @@ impl Store for DynamoStore {
                     ConditionCheck::builder()
                         .table_name(&self.table)
                         .set_key(Some(key_attrs(key)))
-                        .condition_expression(c.expression.unwrap_or_else(|| "attribute_exists(#pk) OR attribute_not_exists(#pk)".into()))
+                        .condition_expression(
+                            c.expression.unwrap_or_else(|| "attribute_exists(#pk) OR attribute_not_exists(#pk)".into()),
+                        )
                         .set_expression_attribute_names(Some(if c.names.is_empty() {
                             HashMap::from([("#pk".to_owned(), attr::PK.to_owned())])
                         } else {
@@ -338,7 +339,9 @@ impl DynamoStore {
                     .await;
                 match r {
                     Ok(_) => Ok(()),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Err(failed),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                        Err(failed)
+                    }
                     Err(e) => Err(classify(&e)),
                 }
             }
@@ -355,7 +358,9 @@ impl DynamoStore {
                     .await;
                 match r {
                     Ok(_) => Ok(()),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Err(failed),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                        Err(failed)
+                    }
                     Err(e) => Err(classify(&e)),
                 }
             }

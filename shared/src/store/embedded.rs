@@ -106,8 +106,11 @@ impl Store for EmbeddedStore {
                                     .map_err(backend)?;
                             }
                             if let Some(g) = &item.gsi1 {
-                                gsi.insert((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()), ())
-                                    .map_err(backend)?;
+                                gsi.insert(
+                                    (g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()),
+                                    (),
+                                )
+                                .map_err(backend)?;
                             }
                             items
                                 .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
@@ -130,7 +133,11 @@ impl Store for EmbeddedStore {
     }
 }
 
-fn read_item(table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>, key: &Key, now: i64) -> Result<Option<Item>, StoreError> {
+fn read_item(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    key: &Key,
+    now: i64,
+) -> Result<Option<Item>, StoreError> {
     let Some(guard) = table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? else {
         return Ok(None);
     };
@@ -218,7 +225,9 @@ fn query_gsi1(
             }
             continue;
         }
-        let Some(item) = read_item(items, &Key::new(ipk, isk), now)? else { continue };
+        let Some(item) = read_item(items, &Key::new(ipk, isk), now)? else {
+            continue;
+        };
         if out.len() == query.limit as usize {
             more = true;
             break;

@@ -66,8 +66,15 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
         .await;
     match created {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(false),
-        Err(e) => return Err(StoreError::Backend(format!("create table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "create table {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            )));
+        }
     }
     client
         .update_time_to_live()
@@ -77,6 +84,8 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreErr
         )
         .send()
         .await
-        .map_err(|e| StoreError::Backend(format!("enable TTL on {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))))?;
+        .map_err(|e| {
+            StoreError::Backend(format!("enable TTL on {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
+        })?;
     Ok(true)
 }

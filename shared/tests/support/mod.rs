@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use shared::api::{AppState, settings};
+use shared::http::auth::AdminAuth;
 use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{Queue, QueueDef};
@@ -94,4 +96,19 @@ macro_rules! for_each_store {
             )*
         }
     };
+}
+
+/// The operator key of the samples in `events/` and of the tests.
+pub const OPERATOR: &str = "local-operator-token-change-me-0123";
+
+pub fn app_state(store: Arc<dyn Store>) -> AppState {
+    AppState { store, queue: memory_queue(shared::queue::ALL), admin: Arc::new(AdminAuth::new(OPERATOR)) }
+}
+
+/// The router each function's `main.rs` runs, by binary name.
+pub fn router_of(binary: &str, state: AppState) -> axum::Router {
+    match binary {
+        "settings-api" => settings::router(state),
+        other => panic!("no router known for function {other}: add it here"),
+    }
 }

@@ -46,7 +46,9 @@ pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), Custom
     }
     match store.write(ops).await {
         Ok(()) => Ok(()),
-        Err(StoreError::ConditionFailed { index: 0 }) => Err(CustomerWriteError::Taken { identity: None, holder: None }),
+        Err(StoreError::ConditionFailed { index: 0 }) => {
+            Err(CustomerWriteError::Taken { identity: None, holder: None })
+        }
         Err(StoreError::ConditionFailed { index }) => {
             let identity = identities[index - 1].clone();
             let holder = holder_of(store, &customer.publication_id, &identity).await?;
@@ -57,7 +59,12 @@ pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), Custom
 }
 
 /// Writes a changed customer read at `version`, moving identity items along with it.
-pub async fn update(store: &dyn Store, before: &Customer, after: &Customer, version: u64) -> Result<u64, CustomerWriteError> {
+pub async fn update(
+    store: &dyn Store,
+    before: &Customer,
+    after: &Customer,
+    version: u64,
+) -> Result<u64, CustomerWriteError> {
     let old: HashSet<Identity> = before.identities().into_iter().collect();
     let new: Vec<Identity> = after.identities();
     let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
@@ -80,17 +87,29 @@ pub async fn update(store: &dyn Store, before: &Customer, after: &Customer, vers
     }
 }
 
-pub async fn get(store: &dyn Store, publication: &PublicationId, id: &CustomerId) -> Result<Option<Versioned<Customer>>, StoreError> {
+pub async fn get(
+    store: &dyn Store,
+    publication: &PublicationId,
+    id: &CustomerId,
+) -> Result<Option<Versioned<Customer>>, StoreError> {
     store.get(&keys_of::customer(publication, id)).await?.map(from_item).transpose()
 }
 
-async fn holder_of(store: &dyn Store, publication: &PublicationId, identity: &Identity) -> Result<Option<CustomerId>, StoreError> {
+async fn holder_of(
+    store: &dyn Store,
+    publication: &PublicationId,
+    identity: &Identity,
+) -> Result<Option<CustomerId>, StoreError> {
     let item = store.get(&keys_of::identity(publication, identity)).await?;
     Ok(item.map(from_item::<IdentityDoc>).transpose()?.map(|d| d.value.customer_id))
 }
 
 /// The customer holding this identity: two key lookups, no index.
-pub async fn find(store: &dyn Store, publication: &PublicationId, identity: &Identity) -> Result<Option<Versioned<Customer>>, StoreError> {
+pub async fn find(
+    store: &dyn Store,
+    publication: &PublicationId,
+    identity: &Identity,
+) -> Result<Option<Versioned<Customer>>, StoreError> {
     match holder_of(store, publication, identity).await? {
         Some(id) => get(store, publication, &id).await,
         None => Ok(None),
@@ -110,7 +129,9 @@ pub async fn find_or_create(
             return Ok(found);
         }
         match create(store, candidate).await {
-            Ok(()) => return Ok(Versioned { value: candidate.clone(), version: 1 }),
+            Ok(()) => {
+                return Ok(Versioned { value: candidate.clone(), version: 1 });
+            }
             Err(CustomerWriteError::Taken { holder: Some(holder), .. }) => {
                 if let Some(found) = get(store, &candidate.publication_id, &holder).await? {
                     return Ok(found);

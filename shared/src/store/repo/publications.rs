@@ -21,11 +21,7 @@ pub async fn get(store: &dyn Store, id: &PublicationId) -> Result<Option<Version
 
 /// Creates (`expected` = None) or replaces the settings at version `expected`; answers the new version.
 /// A concurrent change fails with `StoreError::ConditionFailed`.
-pub async fn put(
-    store: &dyn Store,
-    stored: &StoredSettings,
-    expected: Option<u64>,
-) -> Result<u64, StoreError> {
+pub async fn put(store: &dyn Store, stored: &StoredSettings, expected: Option<u64>) -> Result<u64, StoreError> {
     let version = expected.map_or(1, |v| v + 1);
     let mut item = Item::new(keys_of::settings(&stored.publication_id), to_doc(stored)?).with_version(version);
     if let Some(piano) = &stored.settings.piano {
