@@ -42,3 +42,10 @@ fn every_sample_belongs_to_a_function() {
         assert!(crate_dir.join("Cargo.toml").exists(), "events/{function} names no function crate");
     }
 }
+
+#[test]
+fn the_readme_example_is_valid_settings() {
+    let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/publication.json")).unwrap();
+    let settings = shared::domain::settings::PublicationSettings::parse(&text, None).unwrap();
+    assert_eq!(settings.name, "Daily Example");
+}
