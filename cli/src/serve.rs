@@ -6,13 +6,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
-use shared::api::{self, AppState};
+use shared::api::{self, ApiConfig, AppState};
 use shared::http::auth::AdminAuth;
 use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
+use shared::queue::{EVENTS, Queue, worker};
+use shared::store::Store;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
+use shared::stripe::client::HttpStripe;
+use shared::sync::worker::EventWorker;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,24 +64,23 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     let token = admin_token(&args.data_dir)?;
-    let state = if args.dynamodb {
+    let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = if args.dynamodb {
         let sdk = shared::aws::sdk_config().await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
         store.warm_up().await.context("reaching DynamoDB (run `crm tables create` first?)")?;
         let queue = SqsQueue::discover(aws_sdk_sqs::Client::new(&sdk), &args.queue_prefix, shared::queue::ALL)
             .await
             .context("finding the SQS queues (run `crm tables create` first?)")?;
-        AppState { store: Arc::new(store), queue: Arc::new(queue), admin: Arc::new(AdminAuth::new(&token)) }
+        (Arc::new(store), Arc::new(queue))
     } else {
         let path = args.data_dir.join("crm.redb");
         let store = EmbeddedStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        AppState {
-            store: Arc::new(store),
-            queue: Arc::new(MemoryQueue::new(shared::queue::ALL)),
-            admin: Arc::new(AdminAuth::new(&token)),
-        }
+        (Arc::new(store), Arc::new(MemoryQueue::new(shared::queue::ALL)))
     };
-    let app = shared::http::context::finish(api::settings::routes(state.clone()));
+    let stripe = Arc::new(HttpStripe::from_env()?);
+    let state = AppState::new(store, queue, AdminAuth::new(&token), stripe).with_config(ApiConfig::from_env()?);
+    let app = api::all_routes(state.clone());
+    let workers = Workers::start(&state);
 
     let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let store_kind = if args.dynamodb { "dynamodb" } else { "embedded" };
@@ -91,9 +97,49 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await
         .context("serving")?;
+    workers.drain(state.queue.as_ref()).await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The queue consumers of every function, polling the same queues the routes send to.
+struct Workers {
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(state: &AppState) -> Self {
+        let shutdown = CancellationToken::new();
+        let events = Arc::new(EventWorker::new(state.store.clone(), state.stripe.clone()));
+        let tasks = vec![tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, events, shutdown.clone()))];
+        Self { shutdown, tasks }
+    }
+
+    /// Lets the workers empty the queues (bounded), then stops them after their current batch.
+    async fn drain(self, queue: &dyn Queue) {
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        for def in shared::queue::ALL {
+            while let Ok(depth) = queue.depth(def.name).await {
+                if depth == 0 {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(queue = def.name, depth, "stopping with messages still queued");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// How long a shutdown waits for queued events to be applied.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 async fn wait_for_signal() {
     let ctrl_c = async {

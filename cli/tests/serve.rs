@@ -62,7 +62,7 @@ fn settings() -> Value {
 }
 
 async fn round_trip(base: &str, token: &str, publication: &str) {
-    let http = reqwest::Client::new();
+    let http = http_client();
     let url = format!("{base}/admin/publications/{publication}");
     let put = http.put(&url).bearer_auth(token).json(&settings()).send().await.unwrap();
     assert_eq!(put.status(), 201);
@@ -89,7 +89,7 @@ async fn serve_embedded_round_trips_and_persists() {
     // The embedded store is a file: a restart finds the settings and the same admin token.
     let again = Server::start(&["--data-dir", data], &[]);
     assert_eq!(again.token.as_deref(), Some(token.as_str()));
-    let got: Value = reqwest::Client::new()
+    let got: Value = http_client()
         .get(format!("{}/admin/publications/demo", again.base))
         .bearer_auth(&token)
         .send()
@@ -151,4 +151,10 @@ fn a_short_admin_token_is_refused_by_name() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("CRM_ADMIN_TOKEN"));
+}
+
+/// reqwest is built on rustls without a default crypto provider (the workspace picks ring once).
+fn http_client() -> reqwest::Client {
+    shared::stripe::client::install_tls_provider();
+    reqwest::Client::new()
 }

@@ -9,4 +9,6 @@ pub mod http;
 pub mod queue;
 pub mod runtime;
 pub mod store;
+pub mod stripe;
+pub mod sync;
 pub mod telemetry;

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::api::AppState;
+use crate::api::{ApiConfig, AppState};
 use crate::config::{self, ConfigError};
 use crate::http::auth::AdminAuth;
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{QueueDef, QueueError};
 use crate::store::StoreError;
 use crate::store::dynamo::DynamoStore;
+use crate::stripe::client::{HttpStripe, StripeConfigError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -20,20 +21,32 @@ pub enum InitError {
     Store(#[from] StoreError),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Stripe(#[from] StripeConfigError),
 }
 
-/// DynamoDB store and SQS queues for a function that sends to (or redrives) `queues`.
-pub async fn aws_state(queues: &[QueueDef]) -> Result<AppState, InitError> {
+/// What a function needs besides the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// Queues it sends to; each URL comes from the queue's `url_env` variable.
+    pub queues: &'static [QueueDef],
+    /// Serves admin routes: requires `CRM_ADMIN_TOKEN`.
+    pub admin: bool,
+}
+
+/// DynamoDB store, SQS queues and the Stripe client for a function, from the environment.
+pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let table = config::table_name()?;
-    let admin = AdminAuth::new(&config::admin_token()?);
+    let admin = if needs.admin { AdminAuth::new(&config::admin_token()?) } else { AdminAuth::none() };
+    let api_config = ApiConfig::from_env()?;
     let mut urls = HashMap::new();
-    for def in queues {
+    for def in needs.queues {
         urls.insert(def.name.to_owned(), config::required(def.url_env)?);
     }
+    let stripe = HttpStripe::from_env()?;
     let sdk = crate::aws::sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-    let (warm_store, ()) = tokio::join!(store.warm_up(), async {});
-    warm_store?;
+    store.warm_up().await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), urls);
-    Ok(AppState { store: Arc::new(store), queue: Arc::new(queue), admin: Arc::new(admin) })
+    Ok(AppState::new(Arc::new(store), Arc::new(queue), admin, Arc::new(stripe)).with_config(api_config))
 }

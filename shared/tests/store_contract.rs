@@ -273,6 +273,44 @@ async fn concurrent_creates_end_with_one_customer(store: S) {
     assert_eq!(Some(&listed[0].id), ids.iter().next());
 }
 
+/// Optimistic concurrency: of many writers holding the same version, exactly one wins, in single
+/// writes and in transactions alike; the others learn it from `ConditionFailed`.
+async fn racing_writers_at_one_version_let_exactly_one_win(store: S) {
+    let key = Key::new(support::unique("race"), "ITEM");
+    store.write(vec![WriteOp::put(item(&key.pk, &key.sk, "v1"), Cond::NotExists)]).await.unwrap();
+    for transactional in [false, true] {
+        let version = store.get(&key).await.unwrap().unwrap().version;
+        let tasks: Vec<_> = (0..12)
+            .map(|n| {
+                let store = store.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let put = WriteOp::put(
+                        Item::new(key.clone(), format!("writer {n}")).with_version(version + 1),
+                        Cond::Version(version),
+                    );
+                    let mut ops = vec![put];
+                    if transactional {
+                        ops.push(WriteOp::put(item(&key.pk, &format!("SIDE#{n}"), "side"), Cond::None));
+                    }
+                    store.write(ops).await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => wins += 1,
+                Err(StoreError::ConditionFailed { index: 0 }) => {}
+                // DynamoDB may cancel a racing transaction for a conflict rather than the condition.
+                Err(e) if e.is_transient() => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "transactional: {transactional}");
+    }
+}
+
 async fn customer_listing_pages_with_stable_cursors(store: S) {
     let publication = publication();
     let mut created = Vec::new();
@@ -372,6 +410,7 @@ for_each_store!(
     expired_items_are_absent,
     customers_are_unique_per_identity,
     concurrent_creates_end_with_one_customer,
+    racing_writers_at_one_version_let_exactly_one_win,
     customer_listing_pages_with_stable_cursors,
     ledger_claims_once,
     settings_are_versioned_and_found_by_piano_aid,

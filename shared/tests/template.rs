@@ -102,6 +102,30 @@ fn queues_match_their_definitions() {
     }
 }
 
+#[test]
+fn queue_consumers_report_partial_batches_within_the_visibility_timeout() {
+    let t = template();
+    let mut consumers = 0;
+    for (name, f) in by_type(&t, "AWS::Serverless::Function") {
+        let Some(events) = f["Properties"]["Events"].as_mapping() else { continue };
+        for (_, event) in events.iter().filter(|(_, e)| e["Type"].as_str() == Some("SQS")) {
+            consumers += 1;
+            let props = &event["Properties"];
+            let types: Vec<&str> =
+                props["FunctionResponseTypes"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
+            assert_eq!(types, ["ReportBatchItemFailures"], "{name}");
+            let timeout = f["Properties"]["Timeout"].as_u64().or(t["Globals"]["Function"]["Timeout"].as_u64()).unwrap();
+            let queue = match &props["Queue"] {
+                Value::Tagged(tagged) => tagged.value.as_str().unwrap_or_default().trim_end_matches(".Arn").to_owned(),
+                other => panic!("{name}: queue {other:?}"),
+            };
+            let visibility = resources(&t)[queue.as_str()]["Properties"]["VisibilityTimeout"].as_u64().unwrap();
+            assert!(visibility >= 6 * timeout, "{name}: visibility {visibility} < 6 × timeout {timeout}");
+        }
+    }
+    assert!(consumers > 0);
+}
+
 fn function_crates() -> BTreeSet<String> {
     std::fs::read_dir(root().join("functions"))
         .unwrap()

@@ -1,17 +1,88 @@
 //! The product's routes, one router per Lambda function. `crm serve` merges them all; each
 //! function's `main.rs` runs its own under lambda_http. Handlers only see the ports in `AppState`.
 
+pub mod customers;
 pub mod settings;
+pub mod stripe_webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::config::{self, ConfigError};
 use crate::http::auth::AdminAuth;
 use crate::queue::Queue;
 use crate::store::Store;
+use crate::store::repo::publications::SettingsCache;
+use crate::stripe::client::StripeApi;
+use crate::stripe::signature::DEFAULT_TOLERANCE_SECS;
+
+/// Every function's routes on one router, for `crm serve` (the same handlers each Lambda runs).
+pub fn all_routes(state: AppState) -> axum::Router {
+    crate::http::context::finish(
+        settings::routes(state.clone()).merge(customers::routes(state.clone())).merge(stripe_webhook::routes(state)),
+    )
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub admin: Arc<AdminAuth>,
+    pub stripe: Arc<dyn StripeApi>,
+    /// Settings as webhooks read them (short-lived cache; the admin API reads the store).
+    pub settings: Arc<SettingsCache>,
+    pub config: Arc<ApiConfig>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, admin: AdminAuth, stripe: Arc<dyn StripeApi>) -> Self {
+        Self {
+            store,
+            queue,
+            admin: Arc::new(admin),
+            stripe,
+            settings: Arc::new(SettingsCache::new(Duration::from_secs(10))),
+            config: Arc::new(ApiConfig::default()),
+        }
+    }
+
+    pub fn with_config(mut self, config: ApiConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+}
+
+/// Settings of the deployment (not of a publication).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted age of a `Stripe-Signature` timestamp (`CRM_STRIPE_TOLERANCE_SECS`).
+    pub stripe_tolerance_secs: i64,
+    /// Where Stripe and Piano reach this deployment (`CRM_PUBLIC_BASE_URL`), for webhook registration.
+    pub public_base_url: Option<url::Url>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { stripe_tolerance_secs: DEFAULT_TOLERANCE_SECS, public_base_url: None }
+    }
+}
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let stripe_tolerance_secs = match config::optional("CRM_STRIPE_TOLERANCE_SECS")? {
+            None => DEFAULT_TOLERANCE_SECS,
+            Some(v) => v.parse().ok().filter(|s| *s > 0).ok_or_else(|| ConfigError::Invalid {
+                name: "CRM_STRIPE_TOLERANCE_SECS",
+                why: "must be a positive number of seconds".into(),
+            })?,
+        };
+        let public_base_url = match config::optional("CRM_PUBLIC_BASE_URL")? {
+            None => None,
+            Some(v) => Some(
+                url::Url::parse(&v)
+                    .map_err(|e| ConfigError::Invalid { name: "CRM_PUBLIC_BASE_URL", why: e.to_string() })?,
+            ),
+        };
+        Ok(Self { stripe_tolerance_secs, public_base_url })
+    }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::billing::StripeBilling;
 use super::ids::{AccountKey, CustomerId, Email, PublicationId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,7 +16,8 @@ pub struct Customer {
     pub email: Option<Email>,
     #[serde(default)]
     pub name: Option<String>,
-    /// Stripe customer id per Stripe account of the publication.
+    /// The first Stripe customer id seen per Stripe account of the publication. A person with several
+    /// Stripe customers in one account has the others in `stripe.profiles`; all of them identify this record.
     #[serde(default)]
     pub stripe_customer_ids: BTreeMap<AccountKey, String>,
     #[serde(default)]
@@ -23,6 +25,8 @@ pub struct Customer {
     /// Epoch seconds.
     pub created_at: i64,
     pub updated_at: i64,
+    #[serde(default)]
+    pub stripe: StripeBilling,
 }
 
 impl Customer {
@@ -36,6 +40,7 @@ impl Customer {
             piano_uid: None,
             created_at: now,
             updated_at: now,
+            stripe: StripeBilling::default(),
         }
     }
 
@@ -48,10 +53,34 @@ impl Customer {
         for (account, id) in &self.stripe_customer_ids {
             out.push(Identity::Stripe(account.clone(), id.clone()));
         }
+        for (id, profile) in &self.stripe.profiles {
+            let identity = Identity::Stripe(profile.state.account.clone(), id.clone());
+            if !out.contains(&identity) {
+                out.push(identity);
+            }
+        }
         if let Some(uid) = &self.piano_uid {
             out.push(Identity::Piano(uid.clone()));
         }
         out
+    }
+
+    /// Links a Stripe customer to this record (the first one per account becomes the primary id).
+    pub fn link_stripe(&mut self, account: &AccountKey, stripe_id: &str) {
+        self.stripe_customer_ids.entry(account.clone()).or_insert_with(|| stripe_id.to_owned());
+    }
+
+    /// Email and name follow the newest Stripe profile that has them; a record without one keeps its own.
+    pub fn refresh_contact(&mut self) {
+        let mut live: Vec<_> = self.stripe.profiles.values().filter(|p| !p.state.deleted).collect();
+        live.sort_by_key(|p| (p.as_of, p.state.customer_id.clone()));
+        if let Some(email) = live.iter().rev().find_map(|p| p.state.email.as_deref().and_then(|e| Email::parse(e).ok()))
+        {
+            self.email = Some(email);
+        }
+        if let Some(name) = live.iter().rev().find_map(|p| p.state.name.clone().filter(|n| !n.trim().is_empty())) {
+            self.name = Some(name);
+        }
     }
 }
 

@@ -132,6 +132,22 @@ impl Email {
 }
 string_newtype!(Email);
 
+/// A Stripe event id (`evt_…`): the idempotency key of the Stripe sync.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StripeEventId(String);
+
+impl StripeEventId {
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        let rest = value.strip_prefix("evt_").unwrap_or_default();
+        if rest.is_empty() || value.len() > 255 || !rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ParseError("a Stripe event id is evt_ followed by letters and digits".into()));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+string_newtype!(StripeEventId);
+
 /// A provider's id for a person (Stripe customer id, Piano uid): non-empty printable ASCII, bounded.
 pub fn provider_id(value: &str, what: &str) -> Result<String, ParseError> {
     if value.is_empty() || value.len() > 255 || !value.chars().all(|c| c.is_ascii_graphic()) {
@@ -170,5 +186,13 @@ mod tests {
         assert_eq!(CustomerId::parse(id.as_str()).unwrap(), id);
         assert!(CustomerId::parse("cus_123").is_err());
         assert!(CustomerId::parse("cus_crm_notaulid").is_err());
+    }
+
+    #[test]
+    fn stripe_event_ids() {
+        assert!(StripeEventId::parse("evt_1GoKxLJDPojXS6LNdnWbGLhe").is_ok());
+        for bad in ["", "evt_", "ch_123", "evt_12 3", "evt_a/b"] {
+            assert!(StripeEventId::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -1,8 +1,12 @@
 //! Plain types and pure rules, no I/O. Types here parse their input (`Email::parse`, serde's
 //! `try_from`), so a value that exists is valid.
 
+pub mod activity;
 pub mod automation;
+pub mod billing;
 pub mod customer;
 pub mod ids;
+pub mod money;
+pub mod record;
 pub mod secret;
 pub mod settings;

@@ -36,12 +36,18 @@ impl Principal {
 pub const KEY_PREFIX: &str = "crm_pk_";
 
 pub struct AdminAuth {
-    operator_hash: [u8; 32],
+    /// `None` in functions that serve no admin route (webhooks, workers): every key is refused.
+    operator_hash: Option<[u8; 32]>,
 }
 
 impl AdminAuth {
     pub fn new(operator_token: &str) -> Self {
-        Self { operator_hash: Sha256::digest(operator_token.as_bytes()).into() }
+        Self { operator_hash: Some(Sha256::digest(operator_token.as_bytes()).into()) }
+    }
+
+    /// For a function without admin routes: it needs no operator key in its environment.
+    pub fn none() -> Self {
+        Self { operator_hash: None }
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap, store: &dyn Store) -> Result<Principal, ApiError> {
@@ -52,9 +58,12 @@ impl AdminAuth {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
+        let Some(operator_hash) = &self.operator_hash else {
+            return Err(ApiError::Unauthorized);
+        };
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Comparing hashes in constant time leaks neither the key nor its length.
-        if bool::from(hash.ct_eq(&self.operator_hash)) {
+        if bool::from(hash.ct_eq(operator_hash)) {
             return Ok(Principal::Operator);
         }
         if !presented.starts_with(KEY_PREFIX) {

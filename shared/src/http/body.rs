@@ -28,6 +28,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
+        Ok(JsonBytes(RawBody::from_request(req, state).await?.0))
+    }
+}
+
+/// The request body exactly as sent (a signature covers these bytes), 413 past the route's limit.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
@@ -35,6 +46,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
                 ApiError::BadRequest("could not read the request body".into())
             }
         })?;
-        Ok(JsonBytes(bytes))
+        Ok(RawBody(bytes))
     }
 }

@@ -16,6 +16,36 @@ pub trait BatchHandler: Send + Sync + 'static {
     async fn handle(&self, batch: &[Received]) -> Vec<String>;
 }
 
+/// Under Lambda: one SQS batch through `handler`, answered as a partial batch response, so only the
+/// failed messages return to the queue (the event source mapping must report batch item failures).
+pub async fn lambda_batch(
+    handler: &dyn BatchHandler,
+    event: aws_lambda_events::event::sqs::SqsEvent,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+    let batch: Vec<Received> = event
+        .records
+        .into_iter()
+        .map(|r| Received {
+            receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+            id: r.message_id.unwrap_or_default(),
+            receipt: r.receipt_handle.unwrap_or_default(),
+            body: r.body.unwrap_or_default(),
+        })
+        .collect();
+    let failed = handler.handle(&batch).await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}
+
 /// Delay before a failed message's next attempt: exponential in its receive count, capped.
 pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_secs(2u64.saturating_pow(receive_count.min(9)).min(300))

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod fake_stripe;
+pub mod stripe_world;
+
 use std::sync::Arc;
 
 use shared::api::{AppState, settings};
@@ -101,14 +104,25 @@ macro_rules! for_each_store {
 /// The operator key of the samples in `events/` and of the tests.
 pub const OPERATOR: &str = "local-operator-token-change-me-0123";
 
+/// State over `store` with in-process queues; Stripe calls go to a base URL that refuses connections
+/// unless a test passes its fake's (`app_state_with`).
 pub fn app_state(store: Arc<dyn Store>) -> AppState {
-    AppState { store, queue: memory_queue(shared::queue::ALL), admin: Arc::new(AdminAuth::new(OPERATOR)) }
+    app_state_with(store, "http://127.0.0.1:9")
+}
+
+pub fn app_state_with(store: Arc<dyn Store>, stripe_base: &str) -> AppState {
+    let stripe = shared::stripe::client::HttpStripe::new(stripe_base)
+        .expect("stripe client")
+        .with_backoff(std::time::Duration::from_millis(1));
+    AppState::new(store, memory_queue(shared::queue::ALL), AdminAuth::new(OPERATOR), Arc::new(stripe))
 }
 
 /// The router each function's `main.rs` runs, by binary name.
 pub fn router_of(binary: &str, state: AppState) -> axum::Router {
     match binary {
         "settings-api" => settings::router(state),
+        "customers-api" => shared::api::customers::router(state),
+        "stripe-webhook" => shared::api::stripe_webhook::router(state),
         other => panic!("no router known for function {other}: add it here"),
     }
 }

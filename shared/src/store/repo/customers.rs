@@ -16,6 +16,9 @@ pub enum CustomerWriteError {
     /// The record changed since it was read; read it again and retry.
     #[error("customer changed concurrently")]
     Stale,
+    /// The condition of the caller's own write at this index (into `extra`) did not hold.
+    #[error("condition failed on extra write {0}")]
+    Extra(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,6 +68,17 @@ pub async fn update(
     after: &Customer,
     version: u64,
 ) -> Result<u64, CustomerWriteError> {
+    update_with(store, before, after, version, Vec::new()).await
+}
+
+/// `update`, plus the caller's `extra` writes in the same transaction (all or nothing).
+pub async fn update_with(
+    store: &dyn Store,
+    before: &Customer,
+    after: &Customer,
+    version: u64,
+    extra: Vec<WriteOp>,
+) -> Result<u64, CustomerWriteError> {
     let old: HashSet<Identity> = before.identities().into_iter().collect();
     let new: Vec<Identity> = after.identities();
     let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
@@ -75,6 +89,8 @@ pub async fn update(
     for identity in old.iter().filter(|i| !new.contains(i)) {
         ops.push(WriteOp::Delete { key: keys_of::identity(&before.publication_id, identity), cond: Cond::None });
     }
+    let first_extra = ops.len();
+    ops.extend(extra);
     match store.write(ops).await {
         Ok(()) => Ok(version + 1),
         Err(StoreError::ConditionFailed { index: 0 }) => Err(CustomerWriteError::Stale),
@@ -82,6 +98,9 @@ pub async fn update(
             let identity = added[index - 1].clone();
             let holder = holder_of(store, &after.publication_id, &identity).await?;
             Err(CustomerWriteError::Taken { identity: Some(identity), holder })
+        }
+        Err(StoreError::ConditionFailed { index }) if index >= first_extra => {
+            Err(CustomerWriteError::Extra(index - first_extra))
         }
         Err(e) => Err(e.into()),
     }

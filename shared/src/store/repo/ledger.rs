@@ -64,6 +64,15 @@ pub async fn claim(
     }
 }
 
+/// The write that records an event as applied, for the transaction that applies it: it fails
+/// (and with it the whole transaction) when the event was applied before, so its effects happen once.
+pub fn applied(publication: &PublicationId, provider: &str, event_id: &str, now: i64) -> Result<WriteOp, StoreError> {
+    let item =
+        Item::new(keys_of::event(publication, provider, event_id), to_doc(&LedgerDoc { status: Status::Completed })?)
+            .expiring_at(now + KEEP_SECONDS);
+    Ok(WriteOp::put(item, Cond::NotExists))
+}
+
 /// Marks the claimed event done. Fails with `ConditionFailed` if the claim was lost meanwhile.
 pub async fn complete(store: &dyn Store, token: &ClaimToken, now: i64) -> Result<(), StoreError> {
     let item = Item::new(token.key.clone(), to_doc(&LedgerDoc { status: Status::Completed })?)

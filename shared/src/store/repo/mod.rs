@@ -1,5 +1,7 @@
 //! Access patterns of `docs/data-model.md`, written once over the `Store` port.
 
+pub mod activities;
+pub mod catalogue;
 pub mod customers;
 pub mod keys;
 pub mod ledger;
@@ -10,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Item, StoreError};
 use crate::domain::customer::Identity;
-use crate::domain::ids::{CustomerId, PublicationId};
+use crate::domain::ids::{AccountKey, CustomerId, PublicationId};
 
 /// A value read from the store with the version a conditional update must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +53,7 @@ pub mod keys_of {
     }
 
     pub fn customer(publication: &PublicationId, id: &CustomerId) -> Key {
-        Key::new(format!("PUB#{publication}#C#{id}"), "PROFILE")
+        Key::new(customer_partition(publication, id), "PROFILE")
     }
 
     pub fn customer_listing(publication: &PublicationId, id: &CustomerId) -> Key {
@@ -69,6 +71,22 @@ pub mod keys_of {
             Identity::Piano(uid) => format!("PUB#{publication}#ID#PIANO#{uid}"),
         };
         Key::new(pk, "IDENTITY")
+    }
+
+    pub fn customer_partition(publication: &PublicationId, id: &CustomerId) -> String {
+        format!("PUB#{publication}#C#{id}")
+    }
+
+    /// Zero-padded time first, so the partition lists the timeline in time order.
+    pub fn activity(publication: &PublicationId, id: &CustomerId, at: i64, key: &str) -> Key {
+        Key::new(customer_partition(publication, id), format!("{ACTIVITY_PREFIX}{:011}#{key}", at.max(0)))
+    }
+
+    pub const ACTIVITY_PREFIX: &str = "ACT#";
+
+    /// A product (`kind` = `PRODUCT`) or price (`PRICE`) of one Stripe account's catalogue.
+    pub fn stripe_catalogue(publication: &PublicationId, account: &AccountKey, kind: &str, id: &str) -> Key {
+        Key::new(format!("PUB#{publication}#STRIPE#{account}"), format!("{kind}#{id}"))
     }
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {

@@ -1,5 +1,9 @@
 //! Publication settings: one item per publication, listed in GSI1 under its Piano aid.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use super::{Versioned, from_item, keys_of, to_doc};
@@ -45,5 +49,37 @@ pub async fn by_piano_aid(store: &dyn Store, aid: &str) -> Result<Vec<StoredSett
             Some(next) => query = query.after(Some(next)),
             None => return Ok(out),
         }
+    }
+}
+
+type CacheEntries = HashMap<PublicationId, (Instant, Option<Arc<StoredSettings>>)>;
+
+/// Settings read through a short-lived cache: webhooks and workers read them on every event, and a
+/// change made through the admin API reaches them within `ttl` (a warm Lambda keeps the cache).
+pub struct SettingsCache {
+    ttl: Duration,
+    entries: Mutex<CacheEntries>,
+}
+
+impl SettingsCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::default() }
+    }
+
+    pub async fn get(&self, store: &dyn Store, id: &PublicationId) -> Result<Option<Arc<StoredSettings>>, StoreError> {
+        let now = Instant::now();
+        if let Some((at, value)) = self.lock().get(id)
+            && now.duration_since(*at) < self.ttl
+        {
+            return Ok(value.clone());
+        }
+        let value = get(store, id).await?.map(|v| Arc::new(v.value));
+        self.lock().insert(id.clone(), (now, value.clone()));
+        Ok(value)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheEntries> {
+        // A panic while holding this lock cannot leave the map half-written; keep using it.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

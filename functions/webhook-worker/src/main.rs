@@ -1,0 +1,19 @@
+//! Lambda `webhook-worker`: the events queue's consumer, answering SQS partial batch responses.
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::queue::worker::lambda_batch;
+use shared::sync::worker::EventWorker;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init();
+    let state = shared::runtime::aws_state(shared::runtime::Needs::default()).await?;
+    let worker = Arc::new(EventWorker::new(state.store, state.stripe));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+        let worker = worker.clone();
+        async move { Ok::<_, lambda_runtime::Error>(lambda_batch(worker.as_ref(), event.payload).await) }
+    }))
+    .await
+}

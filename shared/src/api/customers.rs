@@ -1,0 +1,114 @@
+//! `customers-api`: the customer listing and the customer record (API.md "Customer record").
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::settings::authorize;
+use crate::domain::customer::Identity;
+use crate::domain::ids::{CustomerId, Email};
+use crate::domain::record::{CustomerRecord, CustomerSummary, ProductNames, product_ids};
+use crate::http::ApiError;
+use crate::http::context::finish;
+use crate::store::repo::{activities, catalogue, customers};
+use crate::store::{Cursor, StoreError};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/admin/publications/{publication_id}/customers", get(list))
+        .route("/admin/publications/{publication_id}/customers/{customer_id}", get(record))
+        .with_state(state)
+}
+
+pub fn router(state: AppState) -> Router {
+    finish(routes(state))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    email: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+fn limit(value: Option<u32>) -> Result<u32, ApiError> {
+    match value.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+fn cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    text.map(Cursor::decode).transpose().map_err(|_| bad_cursor())
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::BadRequest("cursor is not valid".into())
+}
+
+/// A cursor of another listing is refused by the store as invalid: the caller's mistake.
+fn page_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Invalid(_) => bad_cursor(),
+        other => other.into(),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (_, publication) = authorize(&state, &headers, &raw_id).await?;
+    let store = state.store.as_ref();
+    if let Some(email) = &query.email {
+        let email = Email::parse(email)?;
+        let found = customers::find(store, &publication, &Identity::Email(email)).await?;
+        let data: Vec<CustomerSummary> = found.iter().map(|c| CustomerSummary::build(&c.value)).collect();
+        return Ok(Json(json!({ "data": data, "next": null })));
+    }
+    let after = cursor(query.cursor.as_deref())?;
+    let (page, next) = customers::list(store, &publication, limit(query.limit)?, after).await.map_err(page_error)?;
+    let data: Vec<CustomerSummary> = page.iter().map(CustomerSummary::build).collect();
+    Ok(Json(json!({ "data": data, "next": next.map(|c| c.encode()) })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordQuery {
+    activities_cursor: Option<String>,
+    activities_limit: Option<u32>,
+}
+
+async fn record(
+    State(state): State<AppState>,
+    Path((raw_id, raw_customer)): Path<(String, String)>,
+    Query(query): Query<RecordQuery>,
+    headers: HeaderMap,
+) -> Result<Json<CustomerRecord>, ApiError> {
+    let (_, publication) = authorize(&state, &headers, &raw_id).await?;
+    let not_found = || ApiError::NotFound("customer not found".into());
+    let id = CustomerId::parse(&raw_customer).map_err(|_| not_found())?;
+    let store = state.store.as_ref();
+    let customer = customers::get(store, &publication, &id).await?.ok_or_else(not_found)?.value;
+    let after = cursor(query.activities_cursor.as_deref())?;
+    let (timeline, next) =
+        activities::list(store, &publication, &id, limit(query.activities_limit)?, after).await.map_err(page_error)?;
+    let mut names = ProductNames::new();
+    for (account, product) in product_ids(&customer) {
+        if let Some(name) = catalogue::product(store, &publication, &account, &product).await?.and_then(|p| p.name) {
+            names.insert(product, name);
+        }
+    }
+    Ok(Json(CustomerRecord::build(&customer, timeline, next.map(|c| c.encode()), &names)))
+}

@@ -1,0 +1,66 @@
+//! `stripe-webhook`: `POST /webhooks/stripe/{publicationId}/{accountKey}`. Verifies the signature over
+//! the raw body with the account's signing secrets, checks the body is a Stripe event, queues it, and
+//! answers 200 only once it is queued (a queue failure answers 503, so Stripe retries).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::domain::ids::{AccountKey, PublicationId};
+use crate::http::ApiError;
+use crate::http::body::RawBody;
+use crate::http::context::{finish, record_publication};
+use crate::queue::{EVENTS, OutMessage};
+use crate::stripe::event::Event;
+use crate::stripe::signature;
+use crate::sync::envelope::{self, Header, MAX_BODY_BYTES, Provider};
+
+pub const PATH: &str = "/webhooks/stripe/{publication_id}/{account_key}";
+
+pub fn routes(state: AppState) -> Router {
+    Router::new().route(PATH, post(receive)).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
+}
+
+pub fn router(state: AppState) -> Router {
+    finish(routes(state))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path((publication, account)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
+    let unknown = || ApiError::NotFound("unknown publication or Stripe account".into());
+    let publication = PublicationId::parse(&publication).map_err(|_| unknown())?;
+    record_publication(&publication);
+    let key = AccountKey::parse(&account).map_err(|_| unknown())?;
+    let settings = state.settings.get(state.store.as_ref(), &publication).await?.ok_or_else(unknown)?;
+    let account = settings.settings.stripe_account(&key).ok_or_else(unknown)?;
+
+    let header = match headers.get("stripe-signature") {
+        None => None,
+        Some(value) => {
+            Some(value.to_str().map_err(|_| ApiError::BadRequest("malformed Stripe-Signature header".into()))?)
+        }
+    };
+    let now = crate::store::now_epoch();
+    signature::verify(header, &body, &account.webhook_secrets, now, state.config.stripe_tolerance_secs)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let event = Event::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // A parsed JSON document is UTF-8.
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+
+    let header = Header { provider: Provider::Stripe, publication, account: Some(key), received_at: now };
+    state
+        .queue
+        .send(EVENTS.name, &[OutMessage::new(envelope::encode(&header, text))])
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("could not queue event {}: {e}", event.id)))?;
+    tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event queued");
+    Ok(Json(json!({ "received": true })))
+}

@@ -1,0 +1,520 @@
+//! What the CRM knows of a customer's billing: every subscription, invoice, charge and refund, each
+//! as the provider's latest state seen, stamped with that state's provider time (`as_of`), and the
+//! figures derived from them (payment status, plan, billing cycle, lifetime value, MRR).
+//! Pure: the sync decides what to merge with `Tracked::merge`, the views are computed on read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::AccountKey;
+use super::money::{Currency, Money, Totals};
+
+/// A provider object's state and the provider time of that state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tracked<T> {
+    pub as_of: i64,
+    pub state: T,
+}
+
+/// What merging an incoming state into a stored one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Stored (first state seen, or newer than the one held).
+    Applied,
+    /// Older than, or equal to, the state held: nothing changed.
+    Kept,
+    /// Same provider second, different content: the event cannot tell which is newer; ask the provider.
+    Undecided,
+}
+
+/// States that can order two same-second versions themselves (an invoice never goes from paid back to open).
+pub trait Progress {
+    fn progress(&self) -> i64 {
+        0
+    }
+}
+
+impl<T: PartialEq + Progress> Tracked<T> {
+    /// Merges `incoming` (at provider time `as_of`) into `slot`, never replacing a newer state.
+    pub fn merge(slot: &mut Option<Tracked<T>>, incoming: T, as_of: i64) -> Merge {
+        let Some(held) = slot else {
+            *slot = Some(Tracked { as_of, state: incoming });
+            return Merge::Applied;
+        };
+        if as_of > held.as_of || (as_of == held.as_of && incoming.progress() > held.state.progress()) {
+            *held = Tracked { as_of, state: incoming };
+            Merge::Applied
+        } else if as_of < held.as_of || held.state == incoming || incoming.progress() < held.state.progress() {
+            Merge::Kept
+        } else {
+            Merge::Undecided
+        }
+    }
+
+    /// Stores a state read from the provider's API: it is the latest, whatever `as_of` says.
+    pub fn replace(slot: &mut Option<Tracked<T>>, fetched: T, as_of: i64) {
+        let as_of = slot.as_ref().map_or(as_of, |held| held.as_of.max(as_of));
+        *slot = Some(Tracked { as_of, state: fetched });
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceState {
+    pub price_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    /// Per unit and per interval, in minor units; `None` for tiered or custom prices.
+    pub unit_amount: Option<i64>,
+    pub currency: Option<Currency>,
+    /// `day | week | month | year`; `None` for one-off prices.
+    pub interval: Option<String>,
+    pub interval_count: u32,
+    #[serde(default)]
+    pub metered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemState {
+    pub price: PriceState,
+    pub quantity: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscountState {
+    /// Percentage off in hundredths of a percent (2550 = 25.5 %), so no floats are stored.
+    #[serde(default)]
+    pub percent_off_bp: Option<u32>,
+    #[serde(default)]
+    pub amount_off: Option<Money>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionState {
+    pub account: AccountKey,
+    pub id: String,
+    pub status: String,
+    pub items: Vec<ItemState>,
+    pub current_period_start: Option<i64>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub cancel_at: Option<i64>,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub trial_end: Option<i64>,
+    pub created: Option<i64>,
+    pub schedule_id: Option<String>,
+    #[serde(default)]
+    pub discounts: Vec<DiscountState>,
+}
+
+impl Progress for SubscriptionState {
+    fn progress(&self) -> i64 {
+        // Only the end is final: an ended subscription never comes back.
+        i64::from(matches!(self.status.as_str(), "canceled" | "incomplete_expired"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceState {
+    pub account: AccountKey,
+    pub id: String,
+    pub number: Option<String>,
+    /// Stripe's status: `draft | open | paid | void | uncollectible` (`deleted` drafts are removed).
+    pub status: String,
+    pub currency: Option<Currency>,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub amount_remaining: i64,
+    pub attempt_count: u32,
+    pub created: Option<i64>,
+    pub due_date: Option<i64>,
+    pub paid_at: Option<i64>,
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
+    pub subscription_id: Option<String>,
+    pub hosted_invoice_url: Option<String>,
+}
+
+impl Progress for InvoiceState {
+    fn progress(&self) -> i64 {
+        match self.status.as_str() {
+            "draft" => 0,
+            "open" => 1 + i64::from(self.attempt_count > 0),
+            "uncollectible" => 3,
+            "paid" | "void" => 4,
+            _ => 0,
+        }
+    }
+}
+
+impl InvoiceState {
+    /// The status shown on the customer record: an open invoice whose payment was attempted and failed is past due.
+    pub fn display_status(&self) -> &str {
+        match self.status.as_str() {
+            "open" if self.attempt_count > 0 => "past_due",
+            other => other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeState {
+    pub account: AccountKey,
+    pub id: String,
+    pub status: String,
+    pub amount: i64,
+    pub amount_refunded: i64,
+    pub currency: Option<Currency>,
+    pub created: Option<i64>,
+    pub invoice_id: Option<String>,
+}
+
+impl Progress for ChargeState {
+    fn progress(&self) -> i64 {
+        // Refunds only grow, and a charge leaves `pending` once: a later state is never behind on either.
+        self.amount_refunded.saturating_mul(2).saturating_add(i64::from(self.status != "pending"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundState {
+    pub account: AccountKey,
+    pub id: String,
+    pub charge_id: Option<String>,
+    pub status: String,
+    pub amount: i64,
+    pub currency: Option<Currency>,
+    pub created: Option<i64>,
+}
+
+impl Progress for RefundState {
+    fn progress(&self) -> i64 {
+        match self.status.as_str() {
+            "pending" | "requires_action" => 0,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileState {
+    pub account: AccountKey,
+    pub customer_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub deleted: bool,
+}
+
+impl Progress for ProfileState {
+    fn progress(&self) -> i64 {
+        i64::from(self.deleted)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleState {
+    pub account: AccountKey,
+    pub id: String,
+    pub subscription_id: Option<String>,
+    /// `not_started | active | completed | released | canceled`.
+    pub status: String,
+}
+
+impl Progress for ScheduleState {
+    fn progress(&self) -> i64 {
+        match self.status.as_str() {
+            "not_started" => 0,
+            "active" => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// A product of a Stripe account's catalogue, kept to name plans on customer records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductState {
+    pub id: String,
+    pub name: Option<String>,
+    pub active: bool,
+    pub deleted: bool,
+}
+
+impl Progress for ProductState {
+    fn progress(&self) -> i64 {
+        i64::from(self.deleted)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CataloguePrice {
+    pub price: PriceState,
+    pub active: bool,
+    pub deleted: bool,
+}
+
+impl Progress for CataloguePrice {
+    fn progress(&self) -> i64 {
+        i64::from(self.deleted)
+    }
+}
+
+/// The Stripe side of a customer, across every Stripe account of the publication.
+/// Keys are Stripe ids, unique across accounts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StripeBilling {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, Tracked<ProfileState>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, Tracked<SubscriptionState>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedules: BTreeMap<String, Tracked<ScheduleState>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub invoices: BTreeMap<String, Tracked<InvoiceState>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub charges: BTreeMap<String, Tracked<ChargeState>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refunds: BTreeMap<String, Tracked<RefundState>>,
+}
+
+/// `current | overdue | cancelled | none`, as API.md names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Current,
+    Overdue,
+    Cancelled,
+    None,
+}
+
+/// The monthly-normalised value of one subscription item, Stripe's way: `amount × quantity`
+/// scaled from its interval to a month, less its discounts; metered and one-off prices count nothing.
+fn item_mrr(item: &ItemState) -> Option<(Currency, i128)> {
+    let price = &item.price;
+    let (Some(amount), Some(currency), Some(interval)) = (price.unit_amount, price.currency.clone(), &price.interval)
+    else {
+        return None;
+    };
+    if price.metered {
+        return None;
+    }
+    let per_year: i128 = match interval.as_str() {
+        "day" => 365,
+        "week" => 52,
+        "month" => 12,
+        "year" => 1,
+        _ => return None,
+    };
+    let count = i128::from(price.interval_count.max(1));
+    let numerator = i128::from(amount) * i128::from(item.quantity) * per_year;
+    let denominator = 12 * count;
+    // Round half up on the final integer, once.
+    Some((currency, (2 * numerator + denominator) / (2 * denominator)))
+}
+
+impl SubscriptionState {
+    /// Counts towards MRR: active or past due, not in trial (Stripe's definition).
+    pub fn is_revenue(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "past_due")
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "trialing" | "past_due" | "unpaid")
+    }
+
+    /// Monthly recurring revenue per currency (usually one), after discounts.
+    pub fn mrr(&self) -> Totals {
+        let mut by_currency: BTreeMap<Currency, i128> = BTreeMap::new();
+        if self.is_revenue() {
+            for (currency, amount) in self.items.iter().filter_map(item_mrr) {
+                *by_currency.entry(currency).or_default() += amount;
+            }
+        }
+        let mut totals = Totals::default();
+        for (currency, mut amount) in by_currency {
+            for discount in &self.discounts {
+                if let Some(bp) = discount.percent_off_bp {
+                    amount -= (amount * i128::from(bp.min(10_000)) + 5_000) / 10_000;
+                }
+                if let Some(off) = discount.amount_off.as_ref().filter(|m| m.currency == currency) {
+                    // A fixed amount comes off each invoice; normalise it like the main interval.
+                    let monthly = self.items.first().and_then(|item| {
+                        item_mrr(&ItemState {
+                            price: PriceState { unit_amount: Some(off.amount), ..item.price.clone() },
+                            quantity: 1,
+                        })
+                    });
+                    amount -= monthly.map_or(0, |(_, m)| m);
+                }
+            }
+            totals.add(&currency, i64::try_from(amount.max(0)).unwrap_or(i64::MAX));
+        }
+        totals
+    }
+}
+
+impl StripeBilling {
+    pub fn payment_status(&self) -> PaymentStatus {
+        let subs: Vec<&SubscriptionState> = self.subscriptions.values().map(|t| &t.state).collect();
+        let failed_invoice = self.invoices.values().any(|t| t.state.display_status() == "past_due");
+        if failed_invoice || subs.iter().any(|s| matches!(s.status.as_str(), "past_due" | "unpaid")) {
+            PaymentStatus::Overdue
+        } else if subs.iter().any(|s| matches!(s.status.as_str(), "active" | "trialing")) {
+            PaymentStatus::Current
+        } else if !subs.is_empty() {
+            PaymentStatus::Cancelled
+        } else if !self.invoices.is_empty() || !self.charges.is_empty() {
+            PaymentStatus::Current
+        } else {
+            PaymentStatus::None
+        }
+    }
+
+    /// The subscription that names the customer's plan: the live one worth most, the newest on a tie.
+    pub fn main_subscription(&self) -> Option<&SubscriptionState> {
+        let rank = |s: &SubscriptionState| match s.status.as_str() {
+            "active" => 3,
+            "past_due" | "unpaid" => 2,
+            "trialing" => 1,
+            _ => 0,
+        };
+        let worth = |s: &SubscriptionState| s.mrr().iter().map(|(_, a)| a).sum::<i64>();
+        self.subscriptions
+            .values()
+            .map(|t| &t.state)
+            .filter(|s| s.is_live())
+            .max_by_key(|s| (rank(s), worth(s), s.created.unwrap_or(0), s.id.clone()))
+    }
+
+    pub fn mrr(&self) -> Totals {
+        let mut totals = Totals::default();
+        for sub in self.subscriptions.values() {
+            for (currency, amount) in sub.state.mrr().iter() {
+                totals.add(currency, amount);
+            }
+        }
+        totals
+    }
+
+    /// Paid invoices minus refunds, per currency. A charge's refunds count once, whether they were
+    /// seen as refund objects, as the charge's `amount_refunded`, or both.
+    pub fn lifetime_value(&self) -> Totals {
+        let mut totals = Totals::default();
+        for invoice in self.invoices.values().map(|t| &t.state).filter(|i| i.status == "paid") {
+            if let Some(currency) = &invoice.currency {
+                totals.add(currency, invoice.amount_paid);
+            }
+        }
+        let mut refunded_by_charge: BTreeMap<&str, (i64, Option<&Currency>)> = BTreeMap::new();
+        for refund in
+            self.refunds.values().map(|t| &t.state).filter(|r| matches!(r.status.as_str(), "succeeded" | "pending"))
+        {
+            match (&refund.charge_id, &refund.currency) {
+                (Some(charge), currency) => {
+                    let entry = refunded_by_charge.entry(charge.as_str()).or_insert((0, currency.as_ref()));
+                    entry.0 += refund.amount;
+                }
+                (None, Some(currency)) => totals.add(currency, -refund.amount),
+                (None, None) => {}
+            }
+        }
+        for charge in self.charges.values().map(|t| &t.state) {
+            let entry = refunded_by_charge.entry(charge.id.as_str()).or_insert((0, charge.currency.as_ref()));
+            entry.0 = entry.0.max(charge.amount_refunded);
+            entry.1 = entry.1.or(charge.currency.as_ref());
+        }
+        for (amount, currency) in refunded_by_charge.into_values() {
+            if let Some(currency) = currency {
+                totals.add(currency, -amount);
+            }
+        }
+        totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd() -> Currency {
+        Currency::parse("usd").unwrap()
+    }
+
+    fn sub(status: &str, amount: i64, interval: &str, count: u32, quantity: u64) -> SubscriptionState {
+        SubscriptionState {
+            account: AccountKey::parse("main").unwrap(),
+            id: format!("sub_{status}_{amount}"),
+            status: status.into(),
+            items: vec![ItemState {
+                price: PriceState {
+                    price_id: "price_1".into(),
+                    product_id: None,
+                    nickname: None,
+                    unit_amount: Some(amount),
+                    currency: Some(usd()),
+                    interval: Some(interval.into()),
+                    interval_count: count,
+                    metered: false,
+                },
+                quantity,
+            }],
+            current_period_start: None,
+            current_period_end: None,
+            cancel_at_period_end: false,
+            cancel_at: None,
+            canceled_at: None,
+            ended_at: None,
+            trial_end: None,
+            created: None,
+            schedule_id: None,
+            discounts: vec![],
+        }
+    }
+
+    #[test]
+    fn mrr_normalises_intervals_and_quantities() {
+        assert_eq!(sub("active", 1500, "month", 1, 1).mrr().get(&usd()), 1500);
+        assert_eq!(sub("active", 1500, "month", 3, 2).mrr().get(&usd()), 1000);
+        assert_eq!(sub("active", 12000, "year", 1, 1).mrr().get(&usd()), 1000);
+        assert_eq!(sub("active", 300, "week", 1, 1).mrr().get(&usd()), 1300);
+        assert_eq!(sub("active", 100, "day", 1, 1).mrr().get(&usd()), 3042);
+        assert_eq!(sub("trialing", 1500, "month", 1, 1).mrr().get(&usd()), 0);
+        assert_eq!(sub("canceled", 1500, "month", 1, 1).mrr().get(&usd()), 0);
+        assert_eq!(sub("past_due", 1500, "month", 1, 1).mrr().get(&usd()), 1500);
+    }
+
+    #[test]
+    fn mrr_applies_discounts() {
+        let mut s = sub("active", 2000, "month", 1, 1);
+        s.discounts = vec![DiscountState { percent_off_bp: Some(2500), amount_off: None }];
+        assert_eq!(s.mrr().get(&usd()), 1500);
+        s.discounts = vec![DiscountState { percent_off_bp: None, amount_off: Some(Money::new(500, usd())) }];
+        assert_eq!(s.mrr().get(&usd()), 1500);
+    }
+
+    #[test]
+    fn merge_never_goes_back_in_time() {
+        let mut slot = None;
+        assert_eq!(Tracked::merge(&mut slot, sub("active", 1, "month", 1, 1), 10), Merge::Applied);
+        assert_eq!(Tracked::merge(&mut slot, sub("past_due", 1, "month", 1, 1), 9), Merge::Kept);
+        assert_eq!(Tracked::merge(&mut slot, sub("past_due", 1, "month", 1, 1), 10), Merge::Undecided);
+        assert_eq!(Tracked::merge(&mut slot, sub("active", 1, "month", 1, 1), 10), Merge::Kept);
+        assert_eq!(Tracked::merge(&mut slot, sub("canceled", 1, "month", 1, 1), 10), Merge::Applied);
+        assert_eq!(slot.unwrap().state.status, "canceled");
+    }
+}

@@ -1,0 +1,158 @@
+//! Money: an integer amount in the currency's minor unit plus an ISO 4217 code. Never floats.
+//! Totals keep one figure per currency; currencies are never mixed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::ParseError;
+
+/// A lowercase ISO 4217 code, as Stripe writes it (`usd`, `eur`, `jpy`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(String);
+
+impl Currency {
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        let lower = value.trim().to_ascii_lowercase();
+        if lower.len() == 3 && lower.chars().all(|c| c.is_ascii_lowercase()) {
+            Ok(Self(lower))
+        } else {
+            Err(ParseError(format!("{value:?} is not an ISO 4217 currency code")))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Digits after the decimal point in the currency's major unit (Stripe's zero- and three-decimal lists).
+    pub fn exponent(&self) -> u32 {
+        const ZERO: [&str; 16] = [
+            "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof",
+            "xpf",
+        ];
+        const THREE: [&str; 5] = ["bhd", "jod", "kwd", "omr", "tnd"];
+        if ZERO.contains(&self.as_str()) {
+            0
+        } else if THREE.contains(&self.as_str()) {
+            3
+        } else {
+            2
+        }
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = ParseError;
+    fn try_from(value: String) -> Result<Self, ParseError> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(value: Currency) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// In the currency's minor unit (cents for usd, yen for jpy, fils for bhd).
+    pub amount: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(amount: i64, currency: Currency) -> Self {
+        Self { amount, currency }
+    }
+
+    /// `15.00 USD`, `1500 JPY`, `1.500 BHD`: for messages and notifications.
+    pub fn display(&self) -> String {
+        let exp = self.currency.exponent();
+        let code = self.currency.as_str().to_ascii_uppercase();
+        if exp == 0 {
+            return format!("{} {code}", self.amount);
+        }
+        let unit = 10i64.pow(exp);
+        let sign = if self.amount < 0 { "-" } else { "" };
+        let abs = self.amount.unsigned_abs();
+        let unit = unit.unsigned_abs();
+        format!("{sign}{}.{:0width$} {code}", abs / unit, abs % unit, width = exp as usize)
+    }
+}
+
+/// Amounts per currency, serialised as `[{"currency": "usd", "amount": 4500}]` in currency order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals(BTreeMap<Currency, i64>);
+
+impl Totals {
+    pub fn add(&mut self, currency: &Currency, amount: i64) {
+        let entry = self.0.entry(currency.clone()).or_default();
+        *entry = entry.saturating_add(amount);
+    }
+
+    pub fn get(&self, currency: &Currency) -> i64 {
+        self.0.get(currency).copied().unwrap_or(0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Currency, i64)> {
+        self.0.iter().map(|(c, a)| (c, *a))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Totals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(currency, amount)| Money { amount: *amount, currency: currency.clone() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn money(amount: i64, currency: &str) -> Money {
+        Money::new(amount, Currency::parse(currency).unwrap())
+    }
+
+    #[test]
+    fn display_honours_zero_and_three_decimal_currencies() {
+        assert_eq!(money(1500, "usd").display(), "15.00 USD");
+        assert_eq!(money(-5, "eur").display(), "-0.05 EUR");
+        assert_eq!(money(1500, "JPY").display(), "1500 JPY");
+        assert_eq!(money(1500, "bhd").display(), "1.500 BHD");
+    }
+
+    #[test]
+    fn currencies_parse() {
+        assert!(Currency::parse("us").is_err());
+        assert!(Currency::parse("u$d").is_err());
+        assert_eq!(Currency::parse(" EUR ").unwrap().as_str(), "eur");
+    }
+
+    #[test]
+    fn totals_never_mix_currencies() {
+        let mut t = Totals::default();
+        t.add(&Currency::parse("usd").unwrap(), 100);
+        t.add(&Currency::parse("eur").unwrap(), 50);
+        t.add(&Currency::parse("usd").unwrap(), -30);
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            serde_json::json!([
+                {"amount": 50, "currency": "eur"}, {"amount": 70, "currency": "usd"}
+            ])
+        );
+    }
+}

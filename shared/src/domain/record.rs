@@ -1,0 +1,266 @@
+//! The customer record as API.md shows it: the stored customer plus its derived figures
+//! (payment status, plan, billing cycle, lifetime value, MRR), lists newest first, times in RFC 3339.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::activity::Activity;
+use super::billing::{InvoiceState, ItemState, PaymentStatus, StripeBilling, SubscriptionState};
+use super::customer::Customer;
+use super::ids::{AccountKey, CustomerId};
+use super::money::{Currency, Totals};
+
+/// RFC 3339 for an epoch second; `None` for times out of range.
+pub fn rfc3339(epoch: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+}
+
+fn at(epoch: Option<i64>) -> Option<String> {
+    epoch.and_then(rfc3339)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub price_id: String,
+    pub product_id: Option<String>,
+    pub product_name: Option<String>,
+    pub interval: Option<String>,
+    pub interval_count: u32,
+    /// Per billing interval, all units: `unit amount × quantity`.
+    pub amount: Option<i64>,
+    pub currency: Option<Currency>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingCycle {
+    pub current_period_start: Option<String>,
+    pub current_period_end: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    pub id: String,
+    pub provider: &'static str,
+    pub account: AccountKey,
+    pub status: String,
+    pub items: Vec<Plan>,
+    pub mrr: Totals,
+    pub cancel_at_period_end: bool,
+    pub cancel_at: Option<String>,
+    pub canceled_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub trial_end: Option<String>,
+    pub current_period_start: Option<String>,
+    pub current_period_end: Option<String>,
+    pub created: Option<String>,
+    pub schedule: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceView {
+    pub id: String,
+    pub account: AccountKey,
+    pub number: Option<String>,
+    /// `draft | open | paid | past_due | void | uncollectible`.
+    pub status: String,
+    pub currency: Option<Currency>,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub amount_remaining: i64,
+    pub created: Option<String>,
+    pub due_date: Option<String>,
+    pub paid_at: Option<String>,
+    pub subscription_id: Option<String>,
+    pub hosted_invoice_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityView {
+    pub at: Option<String>,
+    #[serde(flatten)]
+    pub activity: Activity,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerRecord {
+    pub id: CustomerId,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub stripe_customer_ids: BTreeMap<AccountKey, String>,
+    /// Further Stripe customers of the same person (duplicates in one account).
+    pub additional_stripe_customer_ids: Vec<Value>,
+    pub piano_uid: Option<String>,
+    pub payment_status: PaymentStatus,
+    pub plan: Option<Plan>,
+    pub billing_cycle: Option<BillingCycle>,
+    pub lifetime_value: Totals,
+    pub mrr: Totals,
+    pub subscriptions: Vec<SubscriptionView>,
+    pub invoices: Vec<InvoiceView>,
+    pub entitlements: Vec<Value>,
+    pub activities: Vec<ActivityView>,
+    /// Cursor of the next page of activities (`?activitiesCursor=`), when there is one.
+    pub activities_next: Option<String>,
+    pub open_tasks: Vec<Value>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// A line of the customer listing: the record without its lists.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerSummary {
+    pub id: CustomerId,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub payment_status: PaymentStatus,
+    pub plan: Option<Plan>,
+    pub lifetime_value: Totals,
+    pub mrr: Totals,
+    pub created_at: Option<String>,
+}
+
+/// Product names by product id, looked up by the caller.
+pub type ProductNames = BTreeMap<String, String>;
+
+fn plan_of(item: &ItemState, names: &ProductNames) -> Plan {
+    let price = &item.price;
+    let product_name = price.product_id.as_ref().and_then(|p| names.get(p).cloned()).or_else(|| price.nickname.clone());
+    Plan {
+        price_id: price.price_id.clone(),
+        product_id: price.product_id.clone(),
+        product_name,
+        interval: price.interval.clone(),
+        interval_count: price.interval_count,
+        amount: price.unit_amount.map(|a| a.saturating_mul(i64::try_from(item.quantity).unwrap_or(i64::MAX))),
+        currency: price.currency.clone(),
+    }
+}
+
+fn subscription_view(s: &SubscriptionState, billing: &StripeBilling, names: &ProductNames) -> SubscriptionView {
+    let schedule = s.schedule_id.as_ref().map(|id| {
+        let status = billing.schedules.get(id).map(|t| t.state.status.clone());
+        serde_json::json!({ "id": id, "status": status })
+    });
+    SubscriptionView {
+        id: s.id.clone(),
+        provider: "stripe",
+        account: s.account.clone(),
+        status: s.status.clone(),
+        items: s.items.iter().map(|i| plan_of(i, names)).collect(),
+        mrr: s.mrr(),
+        cancel_at_period_end: s.cancel_at_period_end,
+        cancel_at: at(s.cancel_at),
+        canceled_at: at(s.canceled_at),
+        ended_at: at(s.ended_at),
+        trial_end: at(s.trial_end),
+        current_period_start: at(s.current_period_start),
+        current_period_end: at(s.current_period_end),
+        created: at(s.created),
+        schedule,
+    }
+}
+
+fn invoice_view(i: &InvoiceState) -> InvoiceView {
+    InvoiceView {
+        id: i.id.clone(),
+        account: i.account.clone(),
+        number: i.number.clone(),
+        status: i.display_status().to_owned(),
+        currency: i.currency.clone(),
+        amount_due: i.amount_due,
+        amount_paid: i.amount_paid,
+        amount_remaining: i.amount_remaining,
+        created: at(i.created),
+        due_date: at(i.due_date),
+        paid_at: at(i.paid_at),
+        subscription_id: i.subscription_id.clone(),
+        hosted_invoice_url: i.hosted_invoice_url.clone(),
+    }
+}
+
+/// The product ids whose names a record shows.
+pub fn product_ids(customer: &Customer) -> Vec<(AccountKey, String)> {
+    let mut ids: Vec<(AccountKey, String)> = customer
+        .stripe
+        .subscriptions
+        .values()
+        .flat_map(|s| s.state.items.iter().filter_map(|i| Some((s.state.account.clone(), i.price.product_id.clone()?))))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+impl CustomerSummary {
+    pub fn build(customer: &Customer) -> Self {
+        let billing = &customer.stripe;
+        Self {
+            id: customer.id.clone(),
+            email: customer.email.as_ref().map(|e| e.to_string()),
+            name: customer.name.clone(),
+            payment_status: billing.payment_status(),
+            plan: billing.main_subscription().and_then(|s| s.items.first()).map(|i| plan_of(i, &ProductNames::new())),
+            lifetime_value: billing.lifetime_value(),
+            mrr: billing.mrr(),
+            created_at: rfc3339(customer.created_at),
+        }
+    }
+}
+
+impl CustomerRecord {
+    pub fn build(
+        customer: &Customer,
+        activities: Vec<Activity>,
+        activities_next: Option<String>,
+        names: &ProductNames,
+    ) -> Self {
+        let billing = &customer.stripe;
+        let main = billing.main_subscription();
+        let mut subscriptions: Vec<&SubscriptionState> = billing.subscriptions.values().map(|t| &t.state).collect();
+        subscriptions.sort_by_key(|s| std::cmp::Reverse((s.created, s.id.clone())));
+        let mut invoices: Vec<&InvoiceState> = billing.invoices.values().map(|t| &t.state).collect();
+        invoices.sort_by_key(|i| std::cmp::Reverse((i.created, i.id.clone())));
+        let primary: Vec<&String> = customer.stripe_customer_ids.values().collect();
+        let additional = billing
+            .profiles
+            .iter()
+            .filter(|(id, _)| !primary.contains(id))
+            .map(|(id, p)| serde_json::json!({ "account": p.state.account, "id": id }))
+            .collect();
+        Self {
+            id: customer.id.clone(),
+            email: customer.email.as_ref().map(|e| e.to_string()),
+            name: customer.name.clone(),
+            stripe_customer_ids: customer.stripe_customer_ids.clone(),
+            additional_stripe_customer_ids: additional,
+            piano_uid: customer.piano_uid.clone(),
+            payment_status: billing.payment_status(),
+            plan: main.and_then(|s| s.items.first()).map(|i| plan_of(i, names)),
+            billing_cycle: main.map(|s| BillingCycle {
+                current_period_start: at(s.current_period_start),
+                current_period_end: at(s.current_period_end),
+            }),
+            lifetime_value: billing.lifetime_value(),
+            mrr: billing.mrr(),
+            subscriptions: subscriptions.into_iter().map(|s| subscription_view(s, billing, names)).collect(),
+            invoices: invoices.into_iter().map(invoice_view).collect(),
+            entitlements: Vec::new(),
+            activities: activities.into_iter().map(|a| ActivityView { at: rfc3339(a.at), activity: a }).collect(),
+            activities_next,
+            open_tasks: Vec::new(),
+            created_at: rfc3339(customer.created_at),
+            updated_at: rfc3339(customer.updated_at),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Stripe: webhook signatures, API-version-tolerant event and object parsing, REST client.
+
+pub mod client;
+pub mod event;
+pub mod objects;
+pub mod signature;

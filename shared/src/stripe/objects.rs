@@ -1,0 +1,474 @@
+//! The Stripe objects the sync reads, typed loosely on purpose: every field the CRM does not need is
+//! ignored, every field it reads may be missing or null, and both ends of the API-version range parse
+//! (`current_period_*` on the subscription or on its items, `invoice.subscription` or
+//! `invoice.parent.subscription_details.subscription`, `plan` or `price`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+/// Treats `null` as the type's default (Stripe sends `"metadata": null`, `"discounts": null`, …).
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An expandable field: an id, or the object it names (of which only the id is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(pub String);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Id(String),
+            Object { id: String },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Id(id) | Raw::Object { id } => Id(id),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct List<T> {
+    #[serde(default = "Vec::new", deserialize_with = "nullable")]
+    pub data: Vec<T>,
+}
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        Self { data: Vec::new() }
+    }
+}
+
+pub type Metadata = BTreeMap<String, String>;
+
+fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
+    // Metadata values are strings in Stripe, but a hand-made event may carry numbers; keep them as text.
+    let raw: Option<BTreeMap<String, serde_json::Value>> = Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Customer {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "metadata")]
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub deleted: Option<bool>,
+    #[serde(default)]
+    pub created: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Recurring {
+    pub interval: String,
+    #[serde(default = "one")]
+    pub interval_count: u32,
+    #[serde(default)]
+    pub usage_type: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Price {
+    pub id: String,
+    #[serde(default)]
+    pub product: Option<Id>,
+    #[serde(default)]
+    pub unit_amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub recurring: Option<Recurring>,
+    #[serde(default)]
+    pub nickname: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub deleted: Option<bool>,
+}
+
+/// The older name of a price, still on subscriptions of old API versions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    #[serde(default)]
+    pub product: Option<Id>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub interval_count: Option<u32>,
+    #[serde(default)]
+    pub usage_type: Option<String>,
+    #[serde(default)]
+    pub nickname: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub deleted: Option<bool>,
+}
+
+impl Plan {
+    /// A plan is a price of the old API: the same fields under older names.
+    pub fn into_price(self) -> Price {
+        Price {
+            id: self.id,
+            product: self.product,
+            unit_amount: self.amount,
+            currency: self.currency,
+            recurring: self.interval.map(|interval| Recurring {
+                interval,
+                interval_count: self.interval_count.unwrap_or(1),
+                usage_type: self.usage_type,
+            }),
+            nickname: self.nickname,
+            active: self.active,
+            deleted: self.deleted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Product {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub active: Option<bool>,
+    #[serde(default)]
+    pub deleted: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionItem {
+    #[serde(default)]
+    pub price: Option<Price>,
+    #[serde(default)]
+    pub plan: Option<Plan>,
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+}
+
+impl SubscriptionItem {
+    /// The item's price in either API shape.
+    pub fn price(&self) -> Option<Price> {
+        self.price.clone().or_else(|| self.plan.clone().map(Plan::into_price))
+    }
+}
+
+/// A discount's coupon: percentage or fixed amount off.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Coupon {
+    #[serde(default)]
+    pub percent_off: Option<f64>,
+    #[serde(default)]
+    pub amount_off: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discount {
+    #[serde(default)]
+    pub coupon: Option<Coupon>,
+    #[serde(default)]
+    pub source: Option<DiscountSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DiscountSource {
+    #[serde(default)]
+    pub coupon: Option<CouponRef>,
+}
+
+/// A coupon may be expanded or only named.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CouponRef {
+    Object(Coupon),
+    Id(String),
+}
+
+impl Discount {
+    pub fn coupon(&self) -> Option<&Coupon> {
+        self.coupon.as_ref().or(match self.source.as_ref()?.coupon.as_ref()? {
+            CouponRef::Object(coupon) => Some(coupon),
+            CouponRef::Id(_) => None,
+        })
+    }
+}
+
+/// `discounts[]` holds ids unless expanded; only expanded ones can be applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DiscountRef {
+    Object(Discount),
+    Id(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Id>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub created: Option<i64>,
+    #[serde(default)]
+    pub start_date: Option<i64>,
+    #[serde(default)]
+    pub cancel_at_period_end: Option<bool>,
+    #[serde(default)]
+    pub cancel_at: Option<i64>,
+    #[serde(default)]
+    pub canceled_at: Option<i64>,
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    #[serde(default)]
+    pub trial_end: Option<i64>,
+    #[serde(default)]
+    pub current_period_start: Option<i64>,
+    #[serde(default)]
+    pub current_period_end: Option<i64>,
+    #[serde(default)]
+    pub items: List<SubscriptionItem>,
+    #[serde(default)]
+    pub plan: Option<Plan>,
+    #[serde(default)]
+    pub quantity: Option<u64>,
+    #[serde(default)]
+    pub schedule: Option<Id>,
+    #[serde(default)]
+    pub discount: Option<Discount>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub discounts: Vec<DiscountRef>,
+    #[serde(default)]
+    pub pause_collection: Option<serde_json::Value>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default, deserialize_with = "metadata")]
+    pub metadata: Metadata,
+}
+
+impl Subscription {
+    /// Billing period in either API shape: on the subscription (old) or on its items (new).
+    pub fn period(&self) -> (Option<i64>, Option<i64>) {
+        let item = self.items.data.first();
+        (
+            self.current_period_start.or_else(|| item.and_then(|i| i.current_period_start)),
+            self.current_period_end.or_else(|| item.and_then(|i| i.current_period_end)),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StatusTransitions {
+    #[serde(default)]
+    pub finalized_at: Option<i64>,
+    #[serde(default)]
+    pub paid_at: Option<i64>,
+    #[serde(default)]
+    pub voided_at: Option<i64>,
+    #[serde(default)]
+    pub marked_uncollectible_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionDetails {
+    #[serde(default)]
+    pub subscription: Option<Id>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoiceParent {
+    #[serde(default)]
+    pub subscription_details: Option<SubscriptionDetails>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Invoice {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Id>,
+    #[serde(default)]
+    pub customer_email: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub amount_due: Option<i64>,
+    #[serde(default)]
+    pub amount_paid: Option<i64>,
+    #[serde(default)]
+    pub amount_remaining: Option<i64>,
+    #[serde(default)]
+    pub total: Option<i64>,
+    #[serde(default)]
+    pub created: Option<i64>,
+    #[serde(default)]
+    pub due_date: Option<i64>,
+    #[serde(default)]
+    pub attempt_count: Option<u32>,
+    #[serde(default)]
+    pub next_payment_attempt: Option<i64>,
+    #[serde(default)]
+    pub period_start: Option<i64>,
+    #[serde(default)]
+    pub period_end: Option<i64>,
+    #[serde(default)]
+    pub billing_reason: Option<String>,
+    #[serde(default)]
+    pub hosted_invoice_url: Option<String>,
+    #[serde(default)]
+    pub subscription: Option<Id>,
+    #[serde(default)]
+    pub parent: Option<InvoiceParent>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub status_transitions: StatusTransitions,
+    #[serde(default)]
+    pub deleted: Option<bool>,
+}
+
+impl Invoice {
+    /// The invoice's subscription in either API shape.
+    pub fn subscription_id(&self) -> Option<&str> {
+        let new =
+            self.parent.as_ref().and_then(|p| p.subscription_details.as_ref()).and_then(|d| d.subscription.as_ref());
+        self.subscription.as_ref().or(new).map(|id| id.0.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InvoicePayment {
+    pub id: String,
+    #[serde(default)]
+    pub invoice: Option<Id>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BillingDetails {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Id>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub invoice: Option<Id>,
+    #[serde(default)]
+    pub created: Option<i64>,
+    #[serde(default)]
+    pub failure_message: Option<String>,
+    #[serde(default)]
+    pub refunds: Option<List<Refund>>,
+    #[serde(default)]
+    pub billing_details: Option<BillingDetails>,
+    #[serde(default)]
+    pub receipt_email: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    #[serde(default)]
+    pub charge: Option<Id>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub created: Option<i64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionSchedule {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Id>,
+    #[serde(default)]
+    pub subscription: Option<Id>,
+    #[serde(default)]
+    pub released_subscription: Option<Id>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CustomerDetails {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckoutSession {
+    pub id: String,
+    #[serde(default)]
+    pub customer: Option<Id>,
+    #[serde(default)]
+    pub customer_email: Option<String>,
+    #[serde(default)]
+    pub customer_details: Option<CustomerDetails>,
+    #[serde(default)]
+    pub subscription: Option<Id>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub amount_total: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub client_reference_id: Option<String>,
+    #[serde(default, deserialize_with = "metadata")]
+    pub metadata: Metadata,
+}

@@ -1,0 +1,403 @@
+//! Applying one Stripe event. Store round trips for an event of a known customer: read the identity,
+//! read the customer, one transactional write (record, timeline entries, ledger entry).
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+
+use super::activities::Recorder;
+use super::map;
+use crate::domain::activity::ActivityKind;
+use crate::domain::billing::{Merge, ProfileState, Progress, ScheduleState, StripeBilling, Tracked};
+use crate::domain::customer::{Customer, Identity};
+use crate::domain::ids::{CustomerId, Email, PublicationId};
+use crate::domain::money::{Currency, Money};
+use crate::domain::settings::StripeAccount;
+use crate::store::repo::catalogue;
+use crate::store::repo::customers::{self, CustomerWriteError};
+use crate::store::repo::{Versioned, activities as timeline, ledger};
+use crate::store::{Store, StoreError, WriteOp};
+use crate::stripe::client::{Params, StripeApi, StripeAuth};
+use crate::stripe::event::{Event, Payload};
+use crate::stripe::objects as obj;
+use crate::sync::identity::{self, Hints};
+use crate::sync::{Outcome, ROUNDS, SyncError, contention_pause};
+
+const PROVIDER: &str = "stripe";
+
+pub struct Context<'a> {
+    pub store: &'a dyn Store,
+    pub api: &'a dyn StripeApi,
+    pub publication: &'a PublicationId,
+    pub account: &'a StripeAccount,
+    pub now: i64,
+}
+
+impl Context<'_> {
+    fn auth(&self) -> StripeAuth {
+        let auth = StripeAuth::new(self.account.secret_key.clone());
+        match &self.account.account_id {
+            Some(id) => auth.with_account(id.clone()),
+            None => auth,
+        }
+    }
+
+    /// The object as Stripe holds it now; `None` when Stripe no longer has it.
+    async fn fetch<T: DeserializeOwned>(&self, collection: &str, id: &str) -> Result<Option<T>, SyncError> {
+        // Ids come from events: only Stripe's id alphabet may reach a URL path.
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Ok(None);
+        }
+        match self.api.get(&self.auth(), &format!("/v1/{collection}/{id}"), &Params::new()).await {
+            Ok(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| SyncError::Message(format!("Stripe answered an unexpected {collection} object: {e}"))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn ledger(&self, event: &Event) -> Result<WriteOp, SyncError> {
+        Ok(ledger::applied(self.publication, PROVIDER, event.id.as_str(), self.now)?)
+    }
+
+    /// Records an event that changes nothing, so a redelivery is recognised as a duplicate too.
+    async fn record_only(&self, event: &Event, why: String) -> Result<Outcome, SyncError> {
+        match self.store.write(vec![self.ledger(event)?]).await {
+            Ok(()) => Ok(Outcome::Ignored(why)),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Outcome::Duplicate),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What an event changes on a customer record.
+enum Change {
+    Profile(obj::Customer),
+    Subscription(Box<obj::Subscription>),
+    Schedule(obj::SubscriptionSchedule),
+    Invoice(Box<obj::Invoice>),
+    Charge(obj::Charge),
+    Refund(obj::Refund),
+    Checkout(obj::CheckoutSession),
+}
+
+pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncError> {
+    let change = match event.payload()? {
+        Payload::Other => return ctx.record_only(event, format!("{} is not applied", event.kind)).await,
+        Payload::Product(p) => {
+            let state = map::product(&p);
+            return apply_catalogue(ctx, event, (catalogue::PRODUCT, "products"), &p.id, state, map::product).await;
+        }
+        Payload::Price(p) => {
+            let state = map::catalogue_price(&p);
+            return apply_catalogue(ctx, event, (catalogue::PRICE, "prices"), &p.id, state, map::catalogue_price).await;
+        }
+        Payload::Customer(c) => Change::Profile(c),
+        Payload::Subscription(s) => Change::Subscription(s),
+        Payload::Schedule(s) => Change::Schedule(s),
+        Payload::Invoice(i) => Change::Invoice(i),
+        Payload::Charge(c) => Change::Charge(c),
+        Payload::Refund(r) => Change::Refund(r),
+        Payload::Checkout(c) => Change::Checkout(c),
+        // The payment's invoice carries everything the record keeps; read it as Stripe holds it now.
+        Payload::InvoicePayment(payment) => {
+            let id = payment.invoice.map(|i| i.0).unwrap_or_default();
+            match ctx.fetch::<obj::Invoice>("invoices", &id).await? {
+                Some(invoice) => Change::Invoice(Box::new(invoice)),
+                None => return ctx.record_only(event, format!("invoice {id} not found at Stripe")).await,
+            }
+        }
+    };
+    let Some(owner) = owner_of(ctx, &change).await? else {
+        return ctx.record_only(event, "no Stripe customer to attach it to".into()).await;
+    };
+    for round in 0..ROUNDS {
+        if round > 0 {
+            contention_pause(round).await;
+        }
+        let found = resolve(ctx, &owner, &change).await?;
+        let mut after = found.value.clone();
+        let mut recorder = Recorder::new(event, &ctx.account.key);
+        merge(ctx, event, &change, &mut after.stripe, &mut recorder).await?;
+        after.refresh_contact();
+        let mut extra = vec![ctx.ledger(event)?];
+        for activity in &recorder.out {
+            extra.push(timeline::put(ctx.publication, &after.id, activity)?);
+        }
+        let result = if after == found.value {
+            ctx.store.write(extra).await.map_err(|e| match e {
+                StoreError::ConditionFailed { index } => CustomerWriteError::Extra(index),
+                other => CustomerWriteError::Store(other),
+            })
+        } else {
+            after.updated_at = ctx.now;
+            customers::update_with(ctx.store, &found.value, &after, found.version, extra).await.map(|_| ())
+        };
+        match result {
+            Ok(()) => return Ok(Outcome::Applied),
+            Err(CustomerWriteError::Extra(0)) => return Ok(Outcome::Duplicate),
+            // The record changed meanwhile (or an email it takes was claimed): merge again on the new state.
+            Err(CustomerWriteError::Stale | CustomerWriteError::Taken { .. } | CustomerWriteError::Extra(_)) => {}
+            Err(CustomerWriteError::Store(e)) => return Err(e.into()),
+        }
+    }
+    Err(SyncError::Contention)
+}
+
+/// Who the change belongs to.
+enum Owner {
+    Stripe(String),
+    /// A guest checkout: only an email.
+    Email(Email),
+}
+
+async fn owner_of(ctx: &Context<'_>, change: &Change) -> Result<Option<Owner>, SyncError> {
+    let id = |id: &Option<obj::Id>| id.as_ref().map(|i| Owner::Stripe(i.0.clone()));
+    Ok(match change {
+        Change::Profile(c) => Some(Owner::Stripe(c.id.clone())),
+        Change::Subscription(s) => id(&s.customer),
+        Change::Schedule(s) => id(&s.customer),
+        Change::Invoice(i) => id(&i.customer),
+        Change::Charge(c) => id(&c.customer),
+        Change::Refund(r) => {
+            let charge = r.charge.as_ref().map(|c| c.0.as_str()).unwrap_or_default();
+            ctx.fetch::<obj::Charge>("charges", charge).await?.and_then(|c| id(&c.customer))
+        }
+        Change::Checkout(c) => id(&c.customer).or_else(|| {
+            let email = c.customer_details.as_ref().and_then(|d| d.email.clone()).or_else(|| c.customer_email.clone());
+            email.and_then(|e| Email::parse(&e).ok()).map(Owner::Email)
+        }),
+    })
+}
+
+async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Versioned<Customer>, SyncError> {
+    let key = &ctx.account.key;
+    match owner {
+        Owner::Email(email) => {
+            let mut candidate = Customer::new(ctx.publication.clone(), ctx.now);
+            candidate.email = Some(email.clone());
+            if let Change::Checkout(c) = change {
+                candidate.name = c.customer_details.as_ref().and_then(|d| d.name.clone());
+            }
+            Ok(customers::find_or_create(ctx.store, &Identity::Email(email.clone()), &candidate).await?)
+        }
+        Owner::Stripe(stripe_id) => {
+            if let Some(found) = identity::find_stripe(ctx.store, ctx.publication, key, stripe_id).await? {
+                return Ok(found);
+            }
+            // First sight of this Stripe customer: learn who it is, from the event or from Stripe.
+            let fetched = match change {
+                Change::Profile(c) => Some(c.clone()),
+                _ => ctx.fetch::<obj::Customer>("customers", stripe_id).await?,
+            };
+            let mut hints = Hints::default();
+            let mut profile = ProfileState {
+                account: key.clone(),
+                customer_id: stripe_id.clone(),
+                email: None,
+                name: None,
+                deleted: false,
+            };
+            if let Some(c) = &fetched {
+                profile = map::profile(key, c);
+                hints.email = c.email.as_deref().and_then(|e| Email::parse(e).ok());
+                hints.name = c.name.clone();
+                hints.crm_id = c.metadata.get("crm_customer_id").and_then(|id| CustomerId::parse(id).ok());
+            }
+            if let Change::Checkout(c) = change {
+                let details = c.customer_details.as_ref();
+                hints.email =
+                    hints.email.or_else(|| details.and_then(|d| d.email.as_deref()).and_then(|e| Email::parse(e).ok()));
+                hints.name = hints.name.or_else(|| details.and_then(|d| d.name.clone()));
+            }
+            // A profile learned here is not an event's state: any event about the customer supersedes it.
+            let profile = Tracked { as_of: 0, state: profile };
+            identity::link_stripe(ctx.store, ctx.publication, key, stripe_id, profile, &hints, ctx.now).await
+        }
+    }
+}
+
+/// Merges `incoming` into `slot`; on a same-second tie, stores the object as Stripe holds it now.
+async fn track<T, O>(
+    ctx: &Context<'_>,
+    slot: &mut Option<Tracked<T>>,
+    incoming: T,
+    as_of: i64,
+    collection: &str,
+    id: &str,
+    convert: impl Fn(&O) -> T,
+) -> Result<(), SyncError>
+where
+    T: PartialEq + Progress,
+    O: DeserializeOwned,
+{
+    if Tracked::merge(slot, incoming, as_of) == Merge::Undecided
+        && let Some(fresh) = ctx.fetch::<O>(collection, id).await?
+    {
+        Tracked::replace(slot, convert(&fresh), as_of);
+    }
+    Ok(())
+}
+
+/// `track` over a map entry, removing it again if nothing was stored.
+async fn track_in<T, O>(
+    ctx: &Context<'_>,
+    map: &mut BTreeMap<String, Tracked<T>>,
+    incoming: T,
+    as_of: i64,
+    collection: &str,
+    id: &str,
+    convert: impl Fn(&O) -> T,
+) -> Result<(), SyncError>
+where
+    T: PartialEq + Progress,
+    O: DeserializeOwned,
+{
+    let mut slot = map.remove(id);
+    track(ctx, &mut slot, incoming, as_of, collection, id, convert).await?;
+    if let Some(value) = slot {
+        map.insert(id.to_owned(), value);
+    }
+    Ok(())
+}
+
+async fn merge(
+    ctx: &Context<'_>,
+    event: &Event,
+    change: &Change,
+    billing: &mut StripeBilling,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), SyncError> {
+    let account = &ctx.account.key;
+    let at = event.created;
+    match change {
+        Change::Profile(c) => {
+            let state = map::profile(account, c);
+            track_in(ctx, &mut billing.profiles, state, at, "customers", &c.id, |o: &obj::Customer| {
+                map::profile(account, o)
+            })
+            .await?;
+            if event.kind == "customer.deleted" {
+                recorder.simple(ActivityKind::CustomerDeleted, format!("Stripe customer {} deleted", c.id), &c.id);
+            }
+        }
+        Change::Subscription(s) => {
+            let state = map::subscription(account, s);
+            recorder.subscription(&state, event.data.previous_attributes.as_ref());
+            track_in(ctx, &mut billing.subscriptions, state, at, "subscriptions", &s.id, |o: &obj::Subscription| {
+                map::subscription(account, o)
+            })
+            .await?;
+        }
+        Change::Schedule(s) => {
+            let state = schedule(account, s);
+            track_in(
+                ctx,
+                &mut billing.schedules,
+                state,
+                at,
+                "subscription_schedules",
+                &s.id,
+                |o: &obj::SubscriptionSchedule| schedule(account, o),
+            )
+            .await?;
+        }
+        Change::Invoice(i) => {
+            let state = map::invoice(account, i);
+            recorder.invoice(&state);
+            if i.deleted == Some(true) || event.kind == "invoice.deleted" {
+                billing.invoices.remove(&i.id);
+            } else {
+                track_in(ctx, &mut billing.invoices, state, at, "invoices", &i.id, |o: &obj::Invoice| {
+                    map::invoice(account, o)
+                })
+                .await?;
+            }
+        }
+        Change::Charge(c) => {
+            // Old API versions list the charge's refunds on it.
+            for refund in c.refunds.iter().flat_map(|list| &list.data) {
+                merge_refund(ctx, at, refund, billing, recorder).await?;
+            }
+            let state = map::charge(account, c);
+            track_in(ctx, &mut billing.charges, state, at, "charges", &c.id, |o: &obj::Charge| map::charge(account, o))
+                .await?;
+        }
+        Change::Refund(r) => merge_refund(ctx, at, r, billing, recorder).await?,
+        Change::Checkout(c) => {
+            let amount = c.amount_total.zip(c.currency.as_deref().and_then(|cur| Currency::parse(cur).ok()));
+            let money = amount.map(|(a, cur)| Money::new(a, cur));
+            let shown = money.as_ref().map_or_else(String::new, |m| format!(" for {}", m.display()));
+            let mode = c.mode.as_deref().unwrap_or("payment");
+            recorder.simple(ActivityKind::CheckoutCompleted, format!("Checkout ({mode}) completed{shown}"), &c.id);
+            if let Some(last) = recorder.out.last_mut() {
+                last.key = format!("checkout:{}", c.id);
+                last.amount = money;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn merge_refund(
+    ctx: &Context<'_>,
+    at: i64,
+    refund: &obj::Refund,
+    billing: &mut StripeBilling,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), SyncError> {
+    let account = &ctx.account.key;
+    let state = map::refund(account, refund);
+    if !matches!(state.status.as_str(), "failed" | "canceled") {
+        recorder.refund(&state.id, state.amount, state.currency.as_ref(), state.created);
+    }
+    track_in(ctx, &mut billing.refunds, state, at, "refunds", &refund.id, |o: &obj::Refund| map::refund(account, o))
+        .await
+}
+
+fn schedule(account: &crate::domain::ids::AccountKey, s: &obj::SubscriptionSchedule) -> ScheduleState {
+    ScheduleState {
+        account: account.clone(),
+        id: s.id.clone(),
+        subscription_id: s.subscription.as_ref().or(s.released_subscription.as_ref()).map(|i| i.0.clone()),
+        status: s.status.clone().unwrap_or_else(|| "not_started".into()),
+    }
+}
+
+/// Products and prices live beside the customers, per account.
+async fn apply_catalogue<T, O>(
+    ctx: &Context<'_>,
+    event: &Event,
+    (kind, collection): (&str, &str),
+    id: &str,
+    incoming: T,
+    convert: impl Fn(&O) -> T,
+) -> Result<Outcome, SyncError>
+where
+    T: PartialEq + Progress + serde::Serialize + DeserializeOwned + Clone,
+    O: DeserializeOwned,
+{
+    let key = &ctx.account.key;
+    for round in 0..ROUNDS {
+        if round > 0 {
+            contention_pause(round).await;
+        }
+        let held = catalogue::get::<T>(ctx.store, ctx.publication, key, kind, id).await?;
+        let version = held.as_ref().map(|h| h.version);
+        let before = held.map(|h| h.value);
+        let mut slot = before.clone();
+        track(ctx, &mut slot, incoming.clone(), event.created, collection, id, &convert).await?;
+        let mut ops = vec![ctx.ledger(event)?];
+        if let Some(value) = slot.as_ref().filter(|_| slot != before) {
+            ops.push(catalogue::put(ctx.publication, key, kind, id, value, version)?);
+        }
+        match ctx.store.write(ops).await {
+            Ok(()) => return Ok(Outcome::Applied),
+            Err(StoreError::ConditionFailed { index: 0 }) => return Ok(Outcome::Duplicate),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SyncError::Contention)
+}

@@ -1,0 +1,87 @@
+//! `webhook-worker`: takes messages of the events queue and applies them. The same handler runs
+//! under Lambda (SQS event source mapping, partial batch response) and under `crm serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use super::envelope::{self, Provider};
+use super::{Outcome, SyncError, stripe};
+use crate::queue::Received;
+use crate::queue::worker::BatchHandler;
+use crate::store::Store;
+use crate::store::repo::publications::SettingsCache;
+use crate::stripe::client::StripeApi;
+use crate::stripe::event::Event;
+
+pub struct EventWorker {
+    store: Arc<dyn Store>,
+    stripe: Arc<dyn StripeApi>,
+    settings: SettingsCache,
+}
+
+impl EventWorker {
+    pub fn new(store: Arc<dyn Store>, stripe: Arc<dyn StripeApi>) -> Self {
+        Self { store, stripe, settings: SettingsCache::new(Duration::from_secs(30)) }
+    }
+
+    /// Applies one queue message.
+    pub async fn process(&self, message: &str) -> Result<Outcome, SyncError> {
+        let (header, body) = envelope::decode(message)?;
+        match header.provider {
+            Provider::Stripe => {
+                let event = Event::parse(body.as_bytes())?;
+                tracing::Span::current().record("event_id", event.id.as_str());
+                let settings = self
+                    .settings
+                    .get(self.store.as_ref(), &header.publication)
+                    .await?
+                    .ok_or_else(|| SyncError::UnknownPublication(header.publication.to_string()))?;
+                let key = header.account.ok_or_else(|| SyncError::Message("Stripe message without account".into()))?;
+                let account =
+                    settings.settings.stripe_account(&key).ok_or_else(|| SyncError::UnknownAccount(key.to_string()))?;
+                let ctx = stripe::Context {
+                    store: self.store.as_ref(),
+                    api: self.stripe.as_ref(),
+                    publication: &header.publication,
+                    account,
+                    now: crate::store::now_epoch(),
+                };
+                stripe::apply(&ctx, &event).await
+            }
+        }
+    }
+
+    async fn process_logged(&self, message: &Received) -> bool {
+        let span = tracing::info_span!("event", message_id = %message.id, event_id = tracing::field::Empty);
+        async {
+            match self.process(&message.body).await {
+                Ok(outcome) => {
+                    tracing::info!(?outcome, "event processed");
+                    true
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, attempt = message.receive_count, "event failed; will retry");
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, attempt = message.receive_count, "event cannot be applied; retried until the dead-letter queue takes it");
+                    false
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[async_trait]
+impl BatchHandler for EventWorker {
+    async fn handle(&self, batch: &[Received]) -> Vec<String> {
+        // Messages of a batch are independent: process them concurrently, report each failure alone.
+        let results = futures::future::join_all(batch.iter().map(|m| self.process_logged(m))).await;
+        batch.iter().zip(results).filter(|(_, ok)| !ok).map(|(m, _)| m.id.clone()).collect()
+    }
+}
