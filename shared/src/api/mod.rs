@@ -3,6 +3,7 @@
 
 pub mod customers;
 pub mod settings;
+pub mod stripe_accounts;
 pub mod stripe_webhook;
 
 use std::sync::Arc;

@@ -28,6 +28,10 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/admin/publications/{publication_id}", get(get_settings).put(put_settings))
         .route("/admin/publications/{publication_id}/keys", post(issue_key))
+        .route(
+            "/admin/publications/{publication_id}/stripe-accounts/{account_key}/webhook-endpoint",
+            post(super::stripe_accounts::connect_webhook),
+        )
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }

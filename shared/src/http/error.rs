@@ -28,6 +28,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("service temporarily unavailable, retry")]
     Unavailable(String),
+    /// A provider (Stripe, Piano) refused or failed the call; the message is safe to show.
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,6 +72,21 @@ impl From<StoreError> for ApiError {
             StoreError::Transient(d) => ApiError::Unavailable(d),
             StoreError::Invalid(d) => ApiError::BadRequest(d),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::stripe::client::StripeError> for ApiError {
+    fn from(e: crate::stripe::client::StripeError) -> Self {
+        use crate::stripe::client::StripeError;
+        match &e {
+            _ if e.is_transient() => ApiError::Unavailable(format!("Stripe: {e}")),
+            StripeError::Api { status: 401 | 403, .. } => {
+                ApiError::Upstream("Stripe refused the account's secret key (check its permissions)".into())
+            }
+            // Stripe's messages name the parameter at fault and never a full key (the client masks them).
+            StripeError::Api { message, .. } => ApiError::Upstream(format!("Stripe: {message}")),
+            _ => ApiError::Upstream(format!("Stripe: {e}")),
         }
     }
 }

@@ -633,3 +633,14 @@ mod tests {
         );
     }
 }
+
+impl From<&crate::domain::settings::StripeAccount> for StripeAuth {
+    /// The account's secret key, and `Stripe-Account` for a connected account.
+    fn from(account: &crate::domain::settings::StripeAccount) -> Self {
+        let auth = StripeAuth::new(account.secret_key.clone());
+        match &account.account_id {
+            Some(id) => auth.with_account(id.clone()),
+            None => auth,
+        }
+    }
+}

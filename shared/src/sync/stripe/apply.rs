@@ -35,11 +35,7 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     fn auth(&self) -> StripeAuth {
-        let auth = StripeAuth::new(self.account.secret_key.clone());
-        match &self.account.account_id {
-            Some(id) => auth.with_account(id.clone()),
-            None => auth,
-        }
+        StripeAuth::from(self.account)
     }
 
     /// The object as Stripe holds it now; `None` when Stripe no longer has it.

@@ -1,0 +1,91 @@
+//! `POST /admin/publications/{id}/stripe-accounts/{accountKey}/webhook-endpoint` (in `settings-api`):
+//! points the account's Stripe webhook endpoint at this deployment and keeps its signing secret.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::settings::authorize;
+use crate::domain::ids::{AccountKey, PublicationId};
+use crate::domain::secret::Secret;
+use crate::http::ApiError;
+use crate::store::StoreError;
+use crate::store::repo::publications;
+use crate::stripe::client::StripeAuth;
+use crate::stripe::endpoints;
+use crate::stripe::event::Event;
+
+pub async fn connect_webhook(
+    State(state): State<AppState>,
+    Path((raw_id, raw_account)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, id) = authorize(&state, &headers, &raw_id).await?;
+    let no_account = || ApiError::NotFound(format!("publication {id} has no Stripe account {raw_account}"));
+    let key = AccountKey::parse(&raw_account).map_err(|_| no_account())?;
+    let base = state.config.public_base_url.as_ref().ok_or_else(|| {
+        ApiError::Conflict(
+            "CRM_PUBLIC_BASE_URL is not set: this deployment has no public URL for Stripe to call".into(),
+        )
+    })?;
+    let url = format!("{}/webhooks/stripe/{id}/{key}", base.as_str().trim_end_matches('/'));
+    let stored = publications::get(state.store.as_ref(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("publication {id} not found")))?;
+    let account = stored.value.settings.stripe_account(&key).ok_or_else(no_account)?;
+    let description = format!("Subscription CRM: {id}/{key}");
+    let connected = endpoints::connect(
+        state.stripe.as_ref(),
+        &StripeAuth::from(account),
+        &url,
+        &description,
+        !account.webhook_secrets.is_empty(),
+    )
+    .await?;
+    let secrets = match &connected.new_secret {
+        Some(secret) => keep_secret(&state, &id, &key, secret).await?,
+        None => account.webhook_secrets.clone(),
+    };
+    tracing::info!(endpoint = %connected.endpoint_id, created = connected.created, "Stripe webhook endpoint connected");
+    let status = if connected.created { StatusCode::CREATED } else { StatusCode::OK };
+    let body = json!({
+        "endpointId": connected.endpoint_id,
+        "url": connected.url,
+        "created": connected.created,
+        "enabledEvents": Event::ENABLED_EVENTS,
+        "webhookSecrets": secrets.iter().map(Secret::masked).collect::<Vec<_>>(),
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+/// Adds the new signing secret to the account (older ones stay, for events signed before the change).
+async fn keep_secret(
+    state: &AppState,
+    id: &PublicationId,
+    key: &AccountKey,
+    secret: &Secret,
+) -> Result<Vec<Secret>, ApiError> {
+    for _ in 0..5 {
+        let current = publications::get(state.store.as_ref(), id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("publication {id} not found")))?;
+        let mut stored = current.value;
+        let Some(account) = stored.settings.stripe_accounts.iter_mut().find(|a| &a.key == key) else {
+            return Err(ApiError::Conflict(format!("Stripe account {key} was removed meanwhile")));
+        };
+        if !account.webhook_secrets.contains(secret) {
+            account.webhook_secrets.push(secret.clone());
+        }
+        let secrets = account.webhook_secrets.clone();
+        stored.updated_at = crate::store::now_epoch();
+        match publications::put(state.store.as_ref(), &stored, Some(current.version)).await {
+            Ok(_) => return Ok(secrets),
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict("settings kept changing; retry".into()))
+}

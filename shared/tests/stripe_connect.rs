@@ -1,0 +1,125 @@
+//! Connecting a Stripe account: the webhook endpoint is created through Stripe's API (the fake, over
+//! HTTP), its signing secret kept (and then accepted by the webhook), and a second call reuses it.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use shared::api::{ApiConfig, AppState};
+use shared::store::Store;
+use support::stripe_world::{self as w, World};
+use tower::ServiceExt;
+
+const CONNECT: &str = "/admin/publications/daily/stripe-accounts/main/webhook-endpoint";
+
+fn with_public_url(state: &AppState) -> AppState {
+    let config =
+        ApiConfig { public_base_url: Some("https://crm.example.com/prod/".parse().unwrap()), ..ApiConfig::default() };
+    state.clone().with_config(config)
+}
+
+async fn call(state: &AppState, method: &str, path: &str, body: Option<(Vec<u8>, String)>) -> (StatusCode, Value) {
+    let mut request =
+        Request::builder().method(method).uri(path).header("authorization", format!("Bearer {}", support::OPERATOR));
+    let body = match body {
+        Some((bytes, signature)) => {
+            request = request.header("stripe-signature", signature).header("content-type", "application/json");
+            Body::from(bytes)
+        }
+        None => Body::empty(),
+    };
+    let response = shared::api::all_routes(state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn connecting_creates_once_then_reuses(store: Arc<dyn Store>) {
+    let world = World::new(store).await;
+    let state = with_public_url(&world.state);
+    let (status, answer) = call(&state, "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["url"], "https://crm.example.com/prod/webhooks/stripe/daily/main");
+    let endpoints = world.stripe.objects("webhook_endpoint");
+    assert_eq!(endpoints.len(), 1);
+    let enabled: Vec<&str> =
+        endpoints[0]["enabled_events"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(enabled, shared::stripe::event::Event::ENABLED_EVENTS);
+    let created = world.stripe.requests().into_iter().find(|r| r.method == "POST").unwrap();
+    assert!(created.idempotency_key.is_some());
+    // Stripe shows the secret once, in its answer to the creation; the CRM kept it.
+    let publication = shared::domain::ids::PublicationId::parse("daily").unwrap();
+    let stored = shared::store::repo::publications::get(world.store.as_ref(), &publication).await.unwrap().unwrap();
+    let secret = stored.value.settings.stripe_accounts[0].webhook_secrets[2].expose().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert!(endpoints[0].get("secret").is_none_or(Value::is_null), "Stripe does not show it again");
+    // Masked in the answer and in the settings; the webhook now accepts events signed with it.
+    assert_eq!(answer["webhookSecrets"].as_array().unwrap().len(), 3);
+    assert!(!answer.to_string().contains(&secret));
+    let (_, settings) = call(&state, "GET", "/admin/publications/daily", None).await;
+    assert!(!settings.to_string().contains(&secret));
+    assert_eq!(settings["stripeAccounts"][0]["webhookSecrets"].as_array().unwrap().len(), 3);
+    let event = w::event("evt_after_connect", "customer.created", 1, w::customer("cus_N", "n@example.com", "N"), None);
+    let body = serde_json::to_vec(&event).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // The webhook reads settings through a short cache: use a fresh state, as a new request would after it.
+    let fresh = with_public_url(&support::app_state_with(world.store.clone(), world.stripe.base_url()));
+    let signature = shared::stripe::signature::sign(&body, &secret, now);
+    let (status, _) = call(&fresh, "POST", "/webhooks/stripe/daily/main", Some((body, signature))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, again) = call(&state, "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["endpointId"], answer["endpointId"]);
+    assert_eq!(world.stripe.objects("webhook_endpoint").len(), 1, "never duplicated");
+}
+
+async fn an_endpoint_whose_secret_is_unknown_is_replaced(store: Arc<dyn Store>) {
+    let world = World::new(store).await;
+    let state = with_public_url(&world.state);
+    // Stripe has an endpoint for this URL (made earlier), but the CRM no longer holds its secret.
+    let mut settings = w::settings();
+    settings["stripeAccounts"][0]["webhookSecrets"] = json!([]);
+    let request = Request::put("/admin/publications/daily")
+        .header("authorization", format!("Bearer {}", support::OPERATOR))
+        .header("content-type", "application/json")
+        .body(Body::from(settings.to_string()))
+        .unwrap();
+    assert_eq!(shared::api::all_routes(state.clone()).oneshot(request).await.unwrap().status(), StatusCode::OK);
+    let mut old = support::fake_stripe::fixture("webhook_endpoint");
+    old["id"] = json!("we_old");
+    old["url"] = json!("https://crm.example.com/prod/webhooks/stripe/daily/main");
+    world.stripe.put_object(old);
+    let (status, answer) = call(&state, "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let endpoints = world.stripe.objects("webhook_endpoint");
+    assert_eq!(endpoints.len(), 1);
+    assert_ne!(endpoints[0]["id"], "we_old");
+    assert_eq!(answer["webhookSecrets"].as_array().unwrap().len(), 1);
+}
+
+async fn refusals_are_clear(store: Arc<dyn Store>) {
+    let world = World::new(store).await;
+    let (status, answer) = call(&world.state, "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "no public URL configured: {answer}");
+    assert!(answer["error"].as_str().unwrap().contains("CRM_PUBLIC_BASE_URL"));
+    let state = with_public_url(&world.state);
+    let (status, _) =
+        call(&state, "POST", "/admin/publications/daily/stripe-accounts/nosuch/webhook-endpoint", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    world.stripe.set_valid_key("sk_test_some_other_key");
+    let (status, answer) = call(&state, "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert!(!answer.to_string().contains("sk_test_daily_main"), "the key never shows: {answer}");
+    assert!(world.stripe.objects("webhook_endpoint").is_empty());
+}
+
+for_each_store!(
+    connecting_creates_once_then_reuses,
+    an_endpoint_whose_secret_is_unknown_is_replaced,
+    refusals_are_clear
+);
