@@ -1,6 +1,9 @@
 //! `crm`: the product in one process (`crm serve`) and the operator's commands.
 
+mod demo;
+mod replay;
 mod serve;
+mod sign;
 mod tables;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,19 @@ enum Command {
         #[command(subcommand)]
         command: tables::Command,
     },
+    /// Stripe tools for local runs.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
+    /// Posts Stripe events, freshly signed, to a running server's webhook.
+    Replay(replay::Args),
+}
+
+#[derive(Subcommand)]
+enum StripeCommand {
+    /// Signs a sample with the current time (prints the header, or the re-signed API Gateway sample).
+    Sign(sign::Args),
 }
 
 #[tokio::main]
@@ -29,5 +45,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args).await,
         Command::Tables { command } => tables::run(command).await,
+        Command::Stripe { command: StripeCommand::Sign(args) } => sign::run(args),
+        Command::Replay(args) => replay::run(args).await,
     }
 }

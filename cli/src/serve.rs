@@ -35,6 +35,9 @@ pub struct Args {
     table: String,
     #[arg(long, env = "CRM_QUEUE_PREFIX", default_value = "crm")]
     queue_prefix: String,
+    /// Creates (once) a publication `demo` with a Stripe account and prints its keys.
+    #[arg(long)]
+    demo: bool,
 }
 
 /// The operator key: `CRM_ADMIN_TOKEN`, or one generated once and kept in the data directory.
@@ -52,7 +55,7 @@ fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -87,6 +90,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, store = store_kind, data_dir = %args.data_dir.display(), "crm serve listening");
     if shared::config::optional("CRM_ADMIN_TOKEN")?.is_none() {
         eprintln!("admin token (from {}): {token}", args.data_dir.join("admin-token").display());
+    }
+    if args.demo {
+        let demo = crate::demo::ensure(&state, &args.data_dir).await?;
+        let secret = &demo.webhook_secret;
+        eprintln!("demo publication \"{}\" ready", crate::demo::PUBLICATION);
+        eprintln!("  publication key:       {}", demo.publication_key);
+        eprintln!("  Stripe webhook secret: {secret} (account \"main\")");
+        eprintln!(
+            "  replay a story:  cargo run -p crm -- replay events/stripe-webhook/story --publication demo --secret {secret}"
+        );
+        eprintln!(
+            "  then:            curl -H 'Authorization: Bearer {}' http://{}/admin/publications/demo/customers",
+            demo.publication_key,
+            listener.local_addr()?
+        );
     }
     eprintln!("listening on http://{}", listener.local_addr()?);
 

@@ -10,6 +10,8 @@ struct Server {
     child: Child,
     base: String,
     token: Option<String>,
+    /// What it printed before listening.
+    banner: Vec<String>,
 }
 
 impl Server {
@@ -25,8 +27,10 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr");
         let mut token = None;
         let mut base = None;
+        let mut banner = Vec::new();
         for line in BufReader::new(stderr).lines() {
             let line = line.expect("read stderr");
+            banner.push(line.clone());
             if let Some((_, t)) = line.split_once("admin token (from ") {
                 token = t.split_once("): ").map(|(_, t)| t.to_owned());
             }
@@ -35,7 +39,14 @@ impl Server {
                 break;
             }
         }
-        Server { child, base: base.expect("crm serve printed its address"), token }
+        Server { child, base: base.expect("crm serve printed its address"), token, banner }
+    }
+
+    /// The value printed after `label` in the banner.
+    fn printed(&self, label: &str) -> String {
+        let line = self.banner.iter().find_map(|l| l.split_once(label).map(|(_, v)| v.trim().to_owned()));
+        let value = line.unwrap_or_else(|| panic!("{label} not printed: {:?}", self.banner));
+        value.split_whitespace().next().unwrap_or_default().to_owned()
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -157,4 +168,69 @@ fn a_short_admin_token_is_refused_by_name() {
 fn http_client() -> reqwest::Client {
     shared::stripe::client::install_tls_provider();
     reqwest::Client::new()
+}
+
+/// The README's walk-through: `crm serve --demo`, `crm replay` of the sample story, customers appear.
+#[tokio::test]
+async fn the_demo_walkthrough_shows_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    // Stripe's API is unreachable here (never the real one in tests): reads the sync would make are retried.
+    let offline = [("CRM_STRIPE_API_BASE", "http://127.0.0.1:9")];
+    let server = Server::start(&["--data-dir", data_dir, "--demo"], &offline);
+    let secret = server.printed("Stripe webhook secret:");
+    let key = server.printed("publication key:");
+    assert!(secret.starts_with("whsec_") && key.starts_with("crm_pk_"), "{:?}", server.banner);
+    let story = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/stripe-webhook/story");
+    let replay = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args(["replay", story, "--publication", "demo", "--secret", &secret, "--url", &server.base])
+        .output()
+        .expect("run crm replay");
+    let printed = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{printed}{}", String::from_utf8_lossy(&replay.stderr));
+    assert_eq!(printed.lines().filter(|l| l.starts_with("200 ")).count(), 8, "{printed}");
+
+    let http = http_client();
+    let customers = format!("{}/admin/publications/demo/customers", server.base);
+    let mut record = Value::Null;
+    for _ in 0..300 {
+        let found: Value = http
+            .get(format!("{customers}?email=ada.reader@example.com"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = found["data"][0]["id"].as_str() {
+            record =
+                http.get(format!("{customers}/{id}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+            if record["paymentStatus"] == "overdue" && record["invoices"].as_array().is_some_and(|i| i.len() == 2) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(record["paymentStatus"], "overdue", "{record}");
+    assert_eq!(record["plan"]["productName"], "Digital monthly");
+    assert_eq!(record["lifetimeValue"], json!([{"currency": "usd", "amount": 1500}]));
+    let listed: Value = http.get(&customers).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    assert!(server.stop().success());
+
+    // A second start reuses the demo publication and its key.
+    let again = Server::start(&["--data-dir", data_dir, "--demo"], &offline);
+    assert_eq!(again.printed("publication key:"), key);
+    let listed: Value = http
+        .get(format!("{}/admin/publications/demo/customers", again.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert!(again.stop().success());
 }

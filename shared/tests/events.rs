@@ -7,11 +7,19 @@ use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-async fn invoke(function: &str, file: &str, state: shared::api::AppState) -> (StatusCode, serde_json::Value) {
+fn sample(function: &str, file: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/").to_owned() + function + "/" + file;
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let request =
-        lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path} is not an API Gateway event: {e}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+async fn invoke(function: &str, file: &str, state: shared::api::AppState) -> (StatusCode, serde_json::Value) {
+    invoke_text(function, &sample(function, file), state).await
+}
+
+async fn invoke_text(function: &str, text: &str, state: shared::api::AppState) -> (StatusCode, serde_json::Value) {
+    let path = function;
+    let request = lambda_http::request::from_str(text)
+        .unwrap_or_else(|e| panic!("a sample of {path} is not an API Gateway event: {e}"));
     let response = support::router_of(function, state).oneshot(request).await.unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -30,6 +38,43 @@ async fn settings_api_samples_put_get_and_issue_a_key() {
     let (status, body) = invoke("settings-api", "issue-key.json", state).await;
     assert_eq!(status, StatusCode::CREATED);
     assert!(body["key"].as_str().unwrap().starts_with("crm_pk_"));
+}
+
+/// The Stripe webhook sample, re-signed as `crm stripe sign` does, is queued; the worker's SQS sample
+/// applies; the customers sample then finds the reader.
+#[tokio::test]
+async fn stripe_samples_flow_from_webhook_to_worker_to_customers_api() {
+    let store = support::embedded_store();
+    let stripe = support::fake_stripe::FakeStripe::start().await;
+    let state = support::app_state_with(store.store.clone(), stripe.base_url());
+    let (status, _) = invoke("settings-api", "put-settings.json", state.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let stale = sample("stripe-webhook", "customer-created.json");
+    let (status, _) = invoke_text("stripe-webhook", &stale, state.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "its recorded signature is long expired");
+    let mut fresh: serde_json::Value = serde_json::from_str(&stale).unwrap();
+    let body = fresh["body"].as_str().unwrap().to_owned();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    fresh["headers"]["stripe-signature"] =
+        shared::stripe::signature::sign(body.as_bytes(), "whsec_0123456789abcdefghijWXYZ", now).into();
+    let (status, answer) = invoke_text("stripe-webhook", &fresh.to_string(), state.clone()).await;
+    assert_eq!((status, answer), (StatusCode::OK, serde_json::json!({"received": true})));
+
+    // The worker's batch: the reader and their first payment, in one SQS event.
+    let story = sample("stripe-webhook", "story/03-customer-created.json");
+    stripe.put_object(serde_json::from_str::<serde_json::Value>(&story).unwrap()["data"]["object"].clone());
+    let batch: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&sample("webhook-worker", "sqs-batch.json")).unwrap();
+    assert_eq!(batch.records.len(), 2);
+    let worker = shared::sync::worker::EventWorker::new(store.store.clone(), std::sync::Arc::new(stripe.client()));
+    let response = shared::queue::worker::lambda_batch(&worker, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let (status, found) = invoke("customers-api", "find-customer-by-email.json", state).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["data"][0]["email"], "ada.reader@example.com");
+    assert_eq!(found["data"][0]["lifetimeValue"], serde_json::json!([{"currency": "usd", "amount": 1500}]));
 }
 
 #[test]

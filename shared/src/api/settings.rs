@@ -16,11 +16,10 @@ use super::AppState;
 use crate::domain::ids::PublicationId;
 use crate::domain::settings::PublicationSettings;
 use crate::http::ApiError;
-use crate::http::auth::{Principal, new_publication_key};
+use crate::http::auth::{Principal, issue_publication_key};
 use crate::http::body::{JsonBytes, MAX_ADMIN_BODY};
 use crate::http::context::{finish, record_publication};
 use crate::store::StoreError;
-use crate::store::repo::keys::{self, ApiKeyRecord};
 use crate::store::repo::publications::{self, StoredSettings};
 
 /// The function's routes, for `crm serve` to merge with the others.
@@ -124,13 +123,7 @@ async fn issue_key(
     if publications::get(state.store.as_ref(), &id).await?.is_none() {
         return Err(ApiError::NotFound(format!("publication {id} not found")));
     }
-    let (key, hash) = new_publication_key();
-    let record = ApiKeyRecord {
-        publication_id: id.clone(),
-        key_id: hash[..12].to_owned(),
-        created_at: crate::store::now_epoch(),
-    };
-    keys::put(state.store.as_ref(), &hash, &record).await?;
+    let (key, record) = issue_publication_key(state.store.as_ref(), &id).await?;
     tracing::info!(key_id = %record.key_id, "publication key issued");
     let body = json!({"publicationId": id, "keyId": record.key_id, "key": key});
     Ok((StatusCode::CREATED, Json(body)).into_response())

@@ -76,6 +76,21 @@ impl AdminAuth {
     }
 }
 
+/// Issues a key for `publication`: stores its hash and answers the key itself (shown once) and its record.
+pub async fn issue_publication_key(
+    store: &dyn Store,
+    publication: &crate::domain::ids::PublicationId,
+) -> Result<(String, keys::ApiKeyRecord), crate::store::StoreError> {
+    let (key, hash) = new_publication_key();
+    let record = keys::ApiKeyRecord {
+        publication_id: publication.clone(),
+        key_id: hash[..12].to_owned(),
+        created_at: crate::store::now_epoch(),
+    };
+    keys::put(store, &hash, &record).await?;
+    Ok((key, record))
+}
+
 /// A new publication key: 256 random bits. Returns (key, its SHA-256 hash in hex).
 pub fn new_publication_key() -> (String, String) {
     let mut bytes = [0u8; 32];

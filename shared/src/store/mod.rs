@@ -232,6 +232,7 @@ pub(crate) fn validate_ops(ops: &[WriteOp]) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn now_epoch() -> i64 {
+/// Now, in epoch seconds (UTC).
+pub fn now_epoch() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

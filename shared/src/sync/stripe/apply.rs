@@ -38,7 +38,7 @@ impl Context<'_> {
         StripeAuth::from(self.account)
     }
 
-    /// The object as Stripe holds it now; `None` when Stripe no longer has it.
+    /// The object as Stripe holds it now; `None` when Stripe no longer has it or refuses to show it.
     async fn fetch<T: DeserializeOwned>(&self, collection: &str, id: &str) -> Result<Option<T>, SyncError> {
         // Ids come from events: only Stripe's id alphabet may reach a URL path.
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -49,7 +49,13 @@ impl Context<'_> {
                 .map(Some)
                 .map_err(|e| SyncError::Message(format!("Stripe answered an unexpected {collection} object: {e}"))),
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e) if e.is_transient() => Err(e.into()),
+            // A read refused for good (a revoked or restricted key) must not stop the sync: the event
+            // itself is applied, without what Stripe would have added.
+            Err(e) => {
+                tracing::warn!(error = %e, collection, "Stripe refused a read; applying the event without it");
+                Ok(None)
+            }
         }
     }
 
