@@ -508,6 +508,17 @@ fn full_jitter(base: Duration, retry: u32) -> Duration {
     Duration::from_micros(rand::random_range(0..=micros))
 }
 
+impl From<&crate::domain::settings::StripeAccount> for StripeAuth {
+    /// The account's secret key, and `Stripe-Account` for a connected account.
+    fn from(account: &crate::domain::settings::StripeAccount) -> Self {
+        let auth = StripeAuth::new(account.secret_key.clone());
+        match &account.account_id {
+            Some(id) => auth.with_account(id.clone()),
+            None => auth,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -631,16 +642,5 @@ mod tests {
             client.url("/v1/subscriptions", Some(&Params::new().set("status", "all"))),
             "http://127.0.0.1:9/v1/subscriptions?status=all"
         );
-    }
-}
-
-impl From<&crate::domain::settings::StripeAccount> for StripeAuth {
-    /// The account's secret key, and `Stripe-Account` for a connected account.
-    fn from(account: &crate::domain::settings::StripeAccount) -> Self {
-        let auth = StripeAuth::new(account.secret_key.clone());
-        match &account.account_id {
-            Some(id) => auth.with_account(id.clone()),
-            None => auth,
-        }
     }
 }
