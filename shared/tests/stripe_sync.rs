@@ -384,7 +384,33 @@ async fn every_real_sample_event_is_applied_or_acknowledged(store: Arc<dyn Store
     assert!(!world.customers().await.is_empty());
 }
 
+/// A batch reports only its failed messages (SQS partial batch response): the others are done.
+async fn a_batch_fails_only_its_bad_messages(store: Arc<dyn Store>) {
+    use shared::queue::Received;
+    use shared::queue::worker::BatchHandler;
+    let world = World::new(store).await;
+    let message =
+        |id: &str, body: String| Received { id: id.into(), receipt: format!("r-{id}"), body, receive_count: 1 };
+    let good = w::event("evt_ok", "customer.created", T0, w::customer("cus_ok", "ok@example.com", "Ok"), None);
+    let header = |publication: &str| {
+        serde_json::to_string(
+            &json!({"provider": "stripe", "publication": publication, "account": "main", "receivedAt": 0}),
+        )
+        .unwrap()
+    };
+    let batch = vec![
+        message("m1", format!("{}\n{}", header("daily"), good)),
+        message("m2", format!("{}\n{}", header("unknown-publication"), good)),
+        message("m3", "not a queue message".into()),
+    ];
+    let mut failed = world.worker.handle(&batch).await;
+    failed.sort();
+    assert_eq!(failed, ["m2", "m3"]);
+    assert_eq!(world.record("ok@example.com").await["stripeCustomerIds"], json!({"main": "cus_ok"}));
+}
+
 for_each_store!(
+    a_batch_fails_only_its_bad_messages,
     a_lifecycle_builds_the_record,
     redeliveries_change_nothing,
     older_states_never_overwrite_newer_ones,
