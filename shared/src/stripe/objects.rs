@@ -1,5 +1,6 @@
 //! The Stripe objects the sync reads, typed loosely on purpose: every field the CRM does not need is
-//! ignored, every field it reads may be missing or null, and both ends of the API-version range parse
+//! ignored, every field it reads may be missing or null (`#[serde(default)]` on each struct; an
+//! event's object must still carry an id, which `Event::payload` checks), and both ends of the API-version range parse
 //! (`current_period_*` on the subscription or on its items, `invoice.subscription` or
 //! `invoice.parent.subscription_details.subscription`, `plan` or `price`).
 
@@ -59,74 +60,52 @@ fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
         .collect())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Customer {
     pub id: String,
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "metadata")]
+    #[serde(deserialize_with = "metadata")]
     pub metadata: Metadata,
-    #[serde(default)]
     pub deleted: Option<bool>,
-    #[serde(default)]
     pub created: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Recurring {
     pub interval: String,
-    #[serde(default = "one")]
     pub interval_count: u32,
-    #[serde(default)]
     pub usage_type: Option<String>,
 }
 
-fn one() -> u32 {
-    1
-}
-
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Price {
     pub id: String,
-    #[serde(default)]
     pub product: Option<Id>,
-    #[serde(default)]
     pub unit_amount: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub recurring: Option<Recurring>,
-    #[serde(default)]
     pub nickname: Option<String>,
-    #[serde(default)]
     pub active: Option<bool>,
-    #[serde(default)]
     pub deleted: Option<bool>,
 }
 
 /// The older name of a price, still on subscriptions of old API versions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Plan {
     pub id: String,
-    #[serde(default)]
     pub product: Option<Id>,
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub interval: Option<String>,
-    #[serde(default)]
     pub interval_count: Option<u32>,
-    #[serde(default)]
     pub usage_type: Option<String>,
-    #[serde(default)]
     pub nickname: Option<String>,
-    #[serde(default)]
     pub active: Option<bool>,
-    #[serde(default)]
     pub deleted: Option<bool>,
 }
 
@@ -150,28 +129,22 @@ impl Plan {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Product {
     pub id: String,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub active: Option<bool>,
-    #[serde(default)]
     pub deleted: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct SubscriptionItem {
-    #[serde(default)]
     pub price: Option<Price>,
-    #[serde(default)]
     pub plan: Option<Plan>,
-    #[serde(default)]
     pub quantity: Option<u64>,
-    #[serde(default)]
     pub current_period_start: Option<i64>,
-    #[serde(default)]
     pub current_period_end: Option<i64>,
 }
 
@@ -183,29 +156,25 @@ impl SubscriptionItem {
 }
 
 /// A discount's coupon: percentage or fixed amount off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Coupon {
-    #[serde(default)]
     pub percent_off: Option<f64>,
-    #[serde(default)]
     pub amount_off: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub duration: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Discount {
-    #[serde(default)]
     pub coupon: Option<Coupon>,
-    #[serde(default)]
     pub source: Option<DiscountSource>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct DiscountSource {
-    #[serde(default)]
     pub coupon: Option<CouponRef>,
 }
 
@@ -234,48 +203,31 @@ pub enum DiscountRef {
     Id(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Subscription {
     pub id: String,
-    #[serde(default)]
     pub customer: Option<Id>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub created: Option<i64>,
-    #[serde(default)]
     pub start_date: Option<i64>,
-    #[serde(default)]
     pub cancel_at_period_end: Option<bool>,
-    #[serde(default)]
     pub cancel_at: Option<i64>,
-    #[serde(default)]
     pub canceled_at: Option<i64>,
-    #[serde(default)]
     pub ended_at: Option<i64>,
-    #[serde(default)]
     pub trial_end: Option<i64>,
-    #[serde(default)]
     pub current_period_start: Option<i64>,
-    #[serde(default)]
     pub current_period_end: Option<i64>,
-    #[serde(default)]
     pub items: List<SubscriptionItem>,
-    #[serde(default)]
     pub plan: Option<Plan>,
-    #[serde(default)]
     pub quantity: Option<u64>,
-    #[serde(default)]
     pub schedule: Option<Id>,
-    #[serde(default)]
     pub discount: Option<Discount>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub discounts: Vec<DiscountRef>,
-    #[serde(default)]
     pub pause_collection: Option<serde_json::Value>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default, deserialize_with = "metadata")]
+    #[serde(deserialize_with = "metadata")]
     pub metadata: Metadata,
 }
 
@@ -291,73 +243,51 @@ impl Subscription {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct StatusTransitions {
-    #[serde(default)]
     pub finalized_at: Option<i64>,
-    #[serde(default)]
     pub paid_at: Option<i64>,
-    #[serde(default)]
     pub voided_at: Option<i64>,
-    #[serde(default)]
     pub marked_uncollectible_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct SubscriptionDetails {
-    #[serde(default)]
     pub subscription: Option<Id>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct InvoiceParent {
-    #[serde(default)]
     pub subscription_details: Option<SubscriptionDetails>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Invoice {
     pub id: String,
-    #[serde(default)]
     pub customer: Option<Id>,
-    #[serde(default)]
     pub customer_email: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub number: Option<String>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub amount_due: Option<i64>,
-    #[serde(default)]
     pub amount_paid: Option<i64>,
-    #[serde(default)]
     pub amount_remaining: Option<i64>,
-    #[serde(default)]
     pub total: Option<i64>,
-    #[serde(default)]
     pub created: Option<i64>,
-    #[serde(default)]
     pub due_date: Option<i64>,
-    #[serde(default)]
     pub attempt_count: Option<u32>,
-    #[serde(default)]
     pub next_payment_attempt: Option<i64>,
-    #[serde(default)]
     pub period_start: Option<i64>,
-    #[serde(default)]
     pub period_end: Option<i64>,
-    #[serde(default)]
     pub billing_reason: Option<String>,
-    #[serde(default)]
     pub hosted_invoice_url: Option<String>,
-    #[serde(default)]
     pub subscription: Option<Id>,
-    #[serde(default)]
     pub parent: Option<InvoiceParent>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub status_transitions: StatusTransitions,
-    #[serde(default)]
     pub deleted: Option<bool>,
 }
 
@@ -370,105 +300,78 @@ impl Invoice {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct InvoicePayment {
     pub id: String,
-    #[serde(default)]
     pub invoice: Option<Id>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct BillingDetails {
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Charge {
     pub id: String,
-    #[serde(default)]
     pub customer: Option<Id>,
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub amount_refunded: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub invoice: Option<Id>,
-    #[serde(default)]
     pub created: Option<i64>,
-    #[serde(default)]
     pub failure_message: Option<String>,
-    #[serde(default)]
     pub refunds: Option<List<Refund>>,
-    #[serde(default)]
     pub billing_details: Option<BillingDetails>,
-    #[serde(default)]
     pub receipt_email: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Refund {
     pub id: String,
-    #[serde(default)]
     pub charge: Option<Id>,
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub created: Option<i64>,
-    #[serde(default)]
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct SubscriptionSchedule {
     pub id: String,
-    #[serde(default)]
     pub customer: Option<Id>,
-    #[serde(default)]
     pub subscription: Option<Id>,
-    #[serde(default)]
     pub released_subscription: Option<Id>,
-    #[serde(default)]
     pub status: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct CustomerDetails {
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct CheckoutSession {
     pub id: String,
-    #[serde(default)]
     pub customer: Option<Id>,
-    #[serde(default)]
     pub customer_email: Option<String>,
-    #[serde(default)]
     pub customer_details: Option<CustomerDetails>,
-    #[serde(default)]
     pub subscription: Option<Id>,
-    #[serde(default)]
     pub mode: Option<String>,
-    #[serde(default)]
     pub amount_total: Option<i64>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub client_reference_id: Option<String>,
-    #[serde(default, deserialize_with = "metadata")]
+    #[serde(deserialize_with = "metadata")]
     pub metadata: Metadata,
 }

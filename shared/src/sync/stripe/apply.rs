@@ -220,29 +220,34 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
     }
 }
 
+/// Where to read an object again when an event cannot decide (same second, different content).
+struct Refetch<'a, F> {
+    collection: &'a str,
+    id: &'a str,
+    convert: F,
+}
+
 /// Merges `incoming` into `slot`; on a same-second tie, stores the object as Stripe holds it now.
 async fn track<T, O>(
     ctx: &Context<'_>,
     slot: &mut Option<Tracked<T>>,
     incoming: T,
     as_of: i64,
-    collection: &str,
-    id: &str,
-    convert: impl Fn(&O) -> T,
+    refetch: &Refetch<'_, impl Fn(&O) -> T>,
 ) -> Result<(), SyncError>
 where
     T: PartialEq + Progress,
     O: DeserializeOwned,
 {
     if Tracked::merge(slot, incoming, as_of) == Merge::Undecided
-        && let Some(fresh) = ctx.fetch::<O>(collection, id).await?
+        && let Some(fresh) = ctx.fetch::<O>(refetch.collection, refetch.id).await?
     {
-        Tracked::replace(slot, convert(&fresh), as_of);
+        Tracked::replace(slot, (refetch.convert)(&fresh), as_of);
     }
     Ok(())
 }
 
-/// `track` over a map entry, removing it again if nothing was stored.
+/// Merges the state of object `id` held in `map` (see `track`).
 async fn track_in<T, O>(
     ctx: &Context<'_>,
     map: &mut BTreeMap<String, Tracked<T>>,
@@ -257,7 +262,7 @@ where
     O: DeserializeOwned,
 {
     let mut slot = map.remove(id);
-    track(ctx, &mut slot, incoming, as_of, collection, id, convert).await?;
+    track(ctx, &mut slot, incoming, as_of, &Refetch { collection, id, convert }).await?;
     if let Some(value) = slot {
         map.insert(id.to_owned(), value);
     }
@@ -389,7 +394,7 @@ where
         let version = held.as_ref().map(|h| h.version);
         let before = held.map(|h| h.value);
         let mut slot = before.clone();
-        track(ctx, &mut slot, incoming.clone(), event.created, collection, id, &convert).await?;
+        track(ctx, &mut slot, incoming.clone(), event.created, &Refetch { collection, id, convert: &convert }).await?;
         let mut ops = vec![ctx.ledger(event)?];
         if let Some(value) = slot.as_ref().filter(|_| slot != before) {
             ops.push(catalogue::put(ctx.publication, key, kind, id, value, version)?);
