@@ -101,7 +101,7 @@ impl Event {
     fn object<T: serde::de::DeserializeOwned>(&self) -> Result<T, EventError> {
         let error = |reason: String| EventError::Object { event: self.id.to_string(), kind: self.kind.clone(), reason };
         // Every object field is optional when parsed; the id, which keys what is stored, is not.
-        if !self.data.object.get("id").and_then(serde_json::Value::as_str).is_some_and(|id| !id.is_empty()) {
+        if self.data.object.get("id").and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
             return Err(error("the object has no id".into()));
         }
         T::deserialize(&self.data.object).map_err(|e| error(e.to_string()))

@@ -3,6 +3,9 @@
 //! provider id to it, or creates the customer. Uniqueness holds under concurrency because every
 //! identity is a conditional item (`store::repo::customers`); a lost race re-reads the winner.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use super::{ROUNDS, SyncError, contention_pause};
 use crate::domain::billing::{ProfileState, Tracked};
 use crate::domain::customer::{Customer, Identity};
@@ -19,17 +22,61 @@ pub struct Hints {
     pub crm_id: Option<CustomerId>,
 }
 
+/// Which CRM customer holds a Stripe customer id, as this process last saw it. A hit saves the identity
+/// read on every later event of that customer; it is only a hint: the record read with it must still
+/// hold the id, or the identity item is read after all.
+#[derive(Default)]
+pub struct IdentityCache {
+    entries: Mutex<HashMap<(PublicationId, AccountKey, String), CustomerId>>,
+}
+
+/// Entries kept before the cache starts over (a few MB at most).
+const CACHE_CAPACITY: usize = 50_000;
+
+impl IdentityCache {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(PublicationId, AccountKey, String), CustomerId>> {
+        // Entries are independent; a panic elsewhere cannot leave one half-written.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &(PublicationId, AccountKey, String)) -> Option<CustomerId> {
+        self.lock().get(key).cloned()
+    }
+
+    pub(crate) fn remember(&self, key: (PublicationId, AccountKey, String), customer: CustomerId) {
+        let mut entries = self.lock();
+        if entries.len() >= CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, customer);
+    }
+}
+
 /// The customer holding this Stripe customer id, or `None`.
 pub async fn find_stripe(
     store: &dyn Store,
+    cache: &IdentityCache,
     publication: &PublicationId,
     account: &AccountKey,
     stripe_id: &str,
 ) -> Result<Option<Versioned<Customer>>, SyncError> {
-    Ok(customers::find(store, publication, &Identity::Stripe(account.clone(), stripe_id.to_owned())).await?)
+    let identity = Identity::Stripe(account.clone(), stripe_id.to_owned());
+    let key = (publication.clone(), account.clone(), stripe_id.to_owned());
+    if let Some(id) = cache.get(&key)
+        && let Some(found) = customers::get(store, publication, &id).await?
+        && found.value.identities().contains(&identity)
+    {
+        return Ok(Some(found));
+    }
+    let found = customers::find(store, publication, &identity).await?;
+    if let Some(found) = &found {
+        cache.remember(key, found.value.id.clone());
+    }
+    Ok(found)
 }
 
 /// Links `stripe_id` to the person `hints` describe, creating the CRM customer when nobody matches.
+/// Called after `find_stripe` missed, so the first round does not look the id up again.
 pub async fn link_stripe(
     store: &dyn Store,
     publication: &PublicationId,
@@ -43,9 +90,9 @@ pub async fn link_stripe(
     for round in 0..ROUNDS {
         if round > 0 {
             contention_pause(round).await;
-        }
-        if let Some(found) = customers::find(store, publication, &identity).await? {
-            return Ok(found);
+            if let Some(found) = customers::find(store, publication, &identity).await? {
+                return Ok(found);
+            }
         }
         let existing = match &hints.crm_id {
             Some(id) => customers::get(store, publication, id).await?,

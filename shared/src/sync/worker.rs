@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use super::envelope::{self, Provider};
+use super::identity::IdentityCache;
 use super::{Outcome, SyncError, stripe};
 use crate::queue::Received;
 use crate::queue::worker::BatchHandler;
@@ -20,11 +21,17 @@ pub struct EventWorker {
     store: Arc<dyn Store>,
     stripe: Arc<dyn StripeApi>,
     settings: SettingsCache,
+    identities: IdentityCache,
 }
 
 impl EventWorker {
     pub fn new(store: Arc<dyn Store>, stripe: Arc<dyn StripeApi>) -> Self {
-        Self { store, stripe, settings: SettingsCache::new(Duration::from_secs(30)) }
+        Self {
+            store,
+            stripe,
+            settings: SettingsCache::new(Duration::from_secs(30)),
+            identities: IdentityCache::default(),
+        }
     }
 
     /// Applies one queue message.
@@ -44,6 +51,7 @@ impl EventWorker {
                     settings.settings.stripe_account(&key).ok_or_else(|| SyncError::UnknownAccount(key.to_string()))?;
                 let ctx = stripe::Context {
                     store: self.store.as_ref(),
+                    identities: &self.identities,
                     api: self.stripe.as_ref(),
                     publication: &header.publication,
                     account,

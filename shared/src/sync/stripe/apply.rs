@@ -20,13 +20,14 @@ use crate::store::{Store, StoreError, WriteOp};
 use crate::stripe::client::{Params, StripeApi, StripeAuth};
 use crate::stripe::event::{Event, Payload};
 use crate::stripe::objects as obj;
-use crate::sync::identity::{self, Hints};
+use crate::sync::identity::{self, Hints, IdentityCache};
 use crate::sync::{Outcome, ROUNDS, SyncError, contention_pause};
 
 const PROVIDER: &str = "stripe";
 
 pub struct Context<'a> {
     pub store: &'a dyn Store,
+    pub identities: &'a IdentityCache,
     pub api: &'a dyn StripeApi,
     pub publication: &'a PublicationId,
     pub account: &'a StripeAccount,
@@ -185,7 +186,9 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
             Ok(customers::find_or_create(ctx.store, &Identity::Email(email.clone()), &candidate).await?)
         }
         Owner::Stripe(stripe_id) => {
-            if let Some(found) = identity::find_stripe(ctx.store, ctx.publication, key, stripe_id).await? {
+            if let Some(found) =
+                identity::find_stripe(ctx.store, ctx.identities, ctx.publication, key, stripe_id).await?
+            {
                 return Ok(found);
             }
             // First sight of this Stripe customer: learn who it is, from the event or from Stripe.
@@ -215,7 +218,10 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
             }
             // A profile learned here is not an event's state: any event about the customer supersedes it.
             let profile = Tracked { as_of: 0, state: profile };
-            identity::link_stripe(ctx.store, ctx.publication, key, stripe_id, profile, &hints, ctx.now).await
+            let linked =
+                identity::link_stripe(ctx.store, ctx.publication, key, stripe_id, profile, &hints, ctx.now).await?;
+            ctx.identities.remember((ctx.publication.clone(), key.clone(), stripe_id.clone()), linked.value.id.clone());
+            Ok(linked)
         }
     }
 }
