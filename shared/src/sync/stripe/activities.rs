@@ -113,6 +113,13 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// One entry per checkout session, whichever event types announce it.
+    pub fn checkout(&mut self, id: &str, mode: &str, amount: Option<Money>) {
+        let shown = amount.as_ref().map_or_else(String::new, |m| format!(" for {}", m.display()));
+        let summary = format!("Checkout ({mode}) completed{shown}");
+        self.push(format!("checkout:{id}"), None, ActivityKind::CheckoutCompleted, summary, amount, id);
+    }
+
     pub fn simple(&mut self, kind: ActivityKind, summary: String, object: &str) {
         self.push(format!("{kind:?}:{}", self.event.id), None, kind, summary, None, object);
     }

@@ -340,14 +340,7 @@ async fn merge(
         Change::Refund(r) => merge_refund(ctx, at, r, billing, recorder).await?,
         Change::Checkout(c) => {
             let amount = c.amount_total.zip(c.currency.as_deref().and_then(|cur| Currency::parse(cur).ok()));
-            let money = amount.map(|(a, cur)| Money::new(a, cur));
-            let shown = money.as_ref().map_or_else(String::new, |m| format!(" for {}", m.display()));
-            let mode = c.mode.as_deref().unwrap_or("payment");
-            recorder.simple(ActivityKind::CheckoutCompleted, format!("Checkout ({mode}) completed{shown}"), &c.id);
-            if let Some(last) = recorder.out.last_mut() {
-                last.key = format!("checkout:{}", c.id);
-                last.amount = money;
-            }
+            recorder.checkout(&c.id, c.mode.as_deref().unwrap_or("payment"), amount.map(|(a, cur)| Money::new(a, cur)));
         }
     }
     Ok(())
