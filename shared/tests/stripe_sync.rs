@@ -384,6 +384,23 @@ async fn every_real_sample_event_is_applied_or_acknowledged(store: Arc<dyn Store
     assert!(!world.customers().await.is_empty());
 }
 
+/// Stripe may show an email that another CRM customer holds: the event applies, the email stays unique.
+async fn an_email_taken_by_another_customer_is_not_moved(store: Arc<dyn Store>) {
+    let world = World::new(store).await;
+    world
+        .deliver(&w::event("evt_e1", "customer.created", T0, w::customer("cus_E1", "one@example.com", "One"), None))
+        .await;
+    world
+        .deliver(&w::event("evt_e2", "customer.created", T0, w::customer("cus_E2", "two@example.com", "Two"), None))
+        .await;
+    let changed = w::customer("cus_E2", "one@example.com", "Two Renamed");
+    assert_eq!(world.deliver(&w::event("evt_e3", "customer.updated", T0 + 1, changed, None)).await, Outcome::Applied);
+    assert_eq!(world.customers().await.len(), 2);
+    let two = world.record("two@example.com").await;
+    assert_eq!(two["name"], "Two Renamed");
+    assert_eq!(world.record("one@example.com").await["stripeCustomerIds"], json!({"main": "cus_E1"}));
+}
+
 /// A batch reports only its failed messages (SQS partial batch response): the others are done.
 async fn a_batch_fails_only_its_bad_messages(store: Arc<dyn Store>) {
     use shared::queue::Received;
@@ -410,6 +427,7 @@ async fn a_batch_fails_only_its_bad_messages(store: Arc<dyn Store>) {
 }
 
 for_each_store!(
+    an_email_taken_by_another_customer_is_not_moved,
     a_batch_fails_only_its_bad_messages,
     a_lifecycle_builds_the_record,
     redeliveries_change_nothing,

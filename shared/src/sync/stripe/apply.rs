@@ -115,6 +115,8 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
     let Some(owner) = owner_of(ctx, &change).await? else {
         return ctx.record_only(event, "no Stripe customer to attach it to".into()).await;
     };
+    // Set when the email Stripe now shows belongs to another CRM customer: the record keeps its own.
+    let mut keep_email = false;
     for round in 0..ROUNDS {
         if round > 0 {
             contention_pause(round).await;
@@ -124,6 +126,9 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         let mut recorder = Recorder::new(event, &ctx.account.key);
         merge(ctx, event, &change, &mut after.stripe, &mut recorder).await?;
         after.refresh_contact();
+        if keep_email {
+            after.email = found.value.email.clone();
+        }
         let mut extra = vec![ctx.ledger(event)?];
         for activity in &recorder.out {
             extra.push(timeline::put(ctx.publication, &after.id, activity)?);
@@ -140,6 +145,10 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         match result {
             Ok(()) => return Ok(Outcome::Applied),
             Err(CustomerWriteError::Extra(0)) => return Ok(Outcome::Duplicate),
+            Err(CustomerWriteError::Taken { identity: Some(Identity::Email(email)), holder }) => {
+                tracing::warn!(%email, holder = ?holder, customer = %found.value.id, "email belongs to another customer; kept the record's own");
+                keep_email = true;
+            }
             // The record changed meanwhile (or an email it takes was claimed): merge again on the new state.
             Err(CustomerWriteError::Stale | CustomerWriteError::Taken { .. } | CustomerWriteError::Extra(_)) => {}
             Err(CustomerWriteError::Store(e)) => return Err(e.into()),
