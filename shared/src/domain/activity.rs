@@ -44,6 +44,8 @@ pub struct Activity {
     /// The provider object the entry is about (`in_…`, `sub_…`, `re_…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
-    /// The event that recorded it.
-    pub event_id: String,
+    /// The event that recorded it, for entries of one event (a failed attempt, a plan change); facts
+    /// several event types announce (a payment, a refund) name none, so every delivery order agrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }

@@ -9,6 +9,14 @@ use crate::domain::ids::AccountKey;
 use crate::domain::money::{Currency, Money};
 use crate::stripe::event::Event;
 
+/// How an entry is keyed. A fact that several event types announce (a payment: `invoice.paid` and
+/// `invoice.payment_succeeded`) is keyed by its object and names no event, so whichever arrives last
+/// writes the same entry; an occurrence (a failed attempt, a plan change) is keyed by its event.
+enum Entry {
+    Fact(String),
+    Occurrence,
+}
+
 pub struct Recorder<'a> {
     pub event: &'a Event,
     pub account: &'a AccountKey,
@@ -22,13 +30,17 @@ impl<'a> Recorder<'a> {
 
     fn push(
         &mut self,
-        key: String,
+        key: Entry,
         at: Option<i64>,
         kind: ActivityKind,
         summary: String,
         amount: Option<Money>,
         object: &str,
     ) {
+        let (key, event_id) = match key {
+            Entry::Fact(key) => (key, None),
+            Entry::Occurrence => (format!("{kind:?}:{}", self.event.id), Some(self.event.id.to_string())),
+        };
         self.out.push(Activity {
             key,
             at: at.unwrap_or(self.event.created),
@@ -38,7 +50,7 @@ impl<'a> Recorder<'a> {
             provider: "stripe".into(),
             account: Some(self.account.clone()),
             object_id: Some(object.to_owned()),
-            event_id: self.event.id.to_string(),
+            event_id,
         });
     }
 
@@ -48,7 +60,7 @@ impl<'a> Recorder<'a> {
         match self.event.kind.as_str() {
             // Both event types announce the same payment: one entry, keyed by the invoice.
             "invoice.paid" | "invoice.payment_succeeded" if invoice.amount_paid > 0 => self.push(
-                format!("payment:{}", invoice.id),
+                Entry::Fact(format!("payment:{}", invoice.id)),
                 invoice.paid_at,
                 ActivityKind::PaymentSucceeded,
                 format!("Payment of {} received", shown(invoice.amount_paid)),
@@ -57,7 +69,7 @@ impl<'a> Recorder<'a> {
             ),
             // Every failed attempt is its own entry.
             "invoice.payment_failed" => self.push(
-                format!("payment-failed:{}", self.event.id),
+                Entry::Occurrence,
                 None,
                 ActivityKind::PaymentFailed,
                 format!("Payment of {} failed (attempt {})", shown(invoice.amount_due), invoice.attempt_count.max(1)),
@@ -71,7 +83,14 @@ impl<'a> Recorder<'a> {
     pub fn refund(&mut self, id: &str, amount: i64, currency: Option<&Currency>, at: Option<i64>) {
         let money = currency.map(|c| Money::new(amount, c.clone()));
         let shown = money.as_ref().map_or_else(|| amount.to_string(), Money::display);
-        self.push(format!("refund:{id}"), at, ActivityKind::Refund, format!("Refund of {shown}"), money, id);
+        self.push(
+            Entry::Fact(format!("refund:{id}")),
+            at,
+            ActivityKind::Refund,
+            format!("Refund of {shown}"),
+            money,
+            id,
+        );
     }
 
     pub fn subscription(&mut self, sub: &SubscriptionState, previous: Option<&Value>) {
@@ -79,7 +98,7 @@ impl<'a> Recorder<'a> {
         let id = sub.id.as_str();
         match self.event.kind.as_str() {
             "customer.subscription.created" => self.push(
-                format!("subscription-started:{id}"),
+                Entry::Fact(format!("subscription-started:{id}")),
                 sub.created,
                 ActivityKind::SubscriptionStarted,
                 format!("Subscribed to {plan}"),
@@ -87,7 +106,7 @@ impl<'a> Recorder<'a> {
                 id,
             ),
             "customer.subscription.deleted" => self.push(
-                format!("subscription-canceled:{id}"),
+                Entry::Fact(format!("subscription-canceled:{id}")),
                 sub.ended_at.or(sub.canceled_at),
                 ActivityKind::SubscriptionCanceled,
                 format!("Subscription to {plan} canceled"),
@@ -101,7 +120,7 @@ impl<'a> Recorder<'a> {
                 self.simple(ActivityKind::SubscriptionResumed, format!("{plan} resumed"), id)
             }
             "customer.subscription.trial_will_end" => self.push(
-                format!("trial-will-end:{id}:{}", sub.trial_end.unwrap_or(0)),
+                Entry::Fact(format!("trial-will-end:{id}:{}", sub.trial_end.unwrap_or(0))),
                 None,
                 ActivityKind::TrialWillEnd,
                 format!("Trial of {plan} ends soon"),
@@ -117,11 +136,11 @@ impl<'a> Recorder<'a> {
     pub fn checkout(&mut self, id: &str, mode: &str, amount: Option<Money>) {
         let shown = amount.as_ref().map_or_else(String::new, |m| format!(" for {}", m.display()));
         let summary = format!("Checkout ({mode}) completed{shown}");
-        self.push(format!("checkout:{id}"), None, ActivityKind::CheckoutCompleted, summary, amount, id);
+        self.push(Entry::Fact(format!("checkout:{id}")), None, ActivityKind::CheckoutCompleted, summary, amount, id);
     }
 
     pub fn simple(&mut self, kind: ActivityKind, summary: String, object: &str) {
-        self.push(format!("{kind:?}:{}", self.event.id), None, kind, summary, None, object);
+        self.push(Entry::Occurrence, None, kind, summary, None, object);
     }
 
     /// Plan changes and scheduled cancellations, read from `previous_attributes`: what the event says
