@@ -206,7 +206,10 @@ async fn the_demo_walkthrough_shows_customers() {
         if let Some(id) = found["data"][0]["id"].as_str() {
             record =
                 http.get(format!("{customers}/{id}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-            if record["paymentStatus"] == "overdue" && record["invoices"].as_array().is_some_and(|i| i.len() == 2) {
+            let story_applied = record["paymentStatus"] == "overdue"
+                && record["invoices"].as_array().is_some_and(|i| i.len() == 2)
+                && record["plan"]["productName"] == "Digital monthly";
+            if story_applied {
                 break;
             }
         }

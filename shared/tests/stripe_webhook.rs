@@ -147,3 +147,58 @@ async fn a_queue_failure_answers_5xx() {
     assert!(status.is_server_error(), "{status} {answer}");
     assert!(answer["error"].is_string());
 }
+
+/// The deployed path on the emulator: signed events over HTTP → SQS → the worker loop → DynamoDB,
+/// delivered twice and in reverse order, read back over the customers API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_to_sqs_to_worker_to_dynamodb() {
+    let store = support::dynamo_store().await;
+    let world = World::new(store.store.clone()).await;
+    let queue = support::sqs_queue(shared::queue::ALL).await;
+    let state = AppState { queue: queue.clone(), ..world.state.clone() };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = Arc::new(shared::sync::worker::EventWorker::new(store.store.clone(), Arc::new(world.stripe.client())));
+    let running = tokio::spawn(shared::queue::worker::run(queue, EVENTS.name, worker, shutdown.clone()));
+
+    let t0 = now() - 3600;
+    let price = w::price("price_e2e", "prod_e2e", 900, "month");
+    let sub = w::subscription("sub_e2e", "cus_e2e", "active", price, t0 + 1, (t0 + 1, t0 + 1 + 30 * 86_400));
+    let events = [
+        w::event("evt_e2e_1", "customer.created", t0, w::customer("cus_e2e", "e2e@example.com", "End To End"), None),
+        w::event("evt_e2e_2", "customer.subscription.created", t0 + 1, sub, None),
+        w::event(
+            "evt_e2e_3",
+            "invoice.paid",
+            t0 + 2,
+            w::invoice("in_e2e", "cus_e2e", "sub_e2e", "paid", 900, t0 + 2),
+            None,
+        ),
+    ];
+    world.stripe.put_object(events[0]["data"]["object"].clone());
+    for event in events.iter().rev().chain(events.iter()) {
+        let body = serde_json::to_vec(event).unwrap();
+        let (status, _) = post(&state, PATH, Some(&sign(&body, w::WEBHOOK_SECRET, now())), body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut record = Value::Null;
+    for _ in 0..200 {
+        let (_, list) = world.get("/admin/publications/daily/customers?email=e2e@example.com").await;
+        if let Some(id) = list["data"][0]["id"].as_str() {
+            record = world.get(&format!("/admin/publications/daily/customers/{id}")).await.1;
+            let all_applied = record["lifetimeValue"] == json!([{"currency": "usd", "amount": 900}])
+                && record["mrr"] == json!([{"currency": "usd", "amount": 900}])
+                && record["name"] == "End To End";
+            if all_applied {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(record["lifetimeValue"], json!([{"currency": "usd", "amount": 900}]), "{record}");
+    assert_eq!(record["paymentStatus"], "current");
+    assert_eq!(record["mrr"], json!([{"currency": "usd", "amount": 900}]));
+    assert_eq!(record["activities"].as_array().unwrap().len(), 2, "payment and subscription start, once each");
+    assert_eq!(world.customers().await.len(), 1);
+}
