@@ -77,7 +77,7 @@ async fn round_trip(base: &str, token: &str, publication: &str) {
     let url = format!("{base}/admin/publications/{publication}");
     let put = http.put(&url).bearer_auth(token).json(&settings()).send().await.unwrap();
     assert_eq!(put.status(), 201);
-    let got: Value = http.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let got: Value = get_json(&http, &url, token).await;
     assert_eq!(got["name"], "Daily Example");
     assert_eq!(got["stripeAccounts"][0]["secretKey"], "sk_test_…a1b2");
     let wrong = http.get(&url).bearer_auth("not-the-key").send().await.unwrap();
@@ -100,15 +100,7 @@ async fn serve_embedded_round_trips_and_persists() {
     // The embedded store is a file: a restart finds the settings and the same admin token.
     let again = Server::start(&["--data-dir", data], &[]);
     assert_eq!(again.token.as_deref(), Some(token.as_str()));
-    let got: Value = http_client()
-        .get(format!("{}/admin/publications/demo", again.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = get_json(&http_client(), format!("{}/admin/publications/demo", again.base), &token).await;
     assert_eq!(got["name"], "Daily Example");
     assert!(again.stop().success());
 }
@@ -194,18 +186,9 @@ async fn the_demo_walkthrough_shows_customers() {
     let customers = format!("{}/admin/publications/demo/customers", server.base);
     let mut record = Value::Null;
     for _ in 0..300 {
-        let found: Value = http
-            .get(format!("{customers}?email=ada.reader@example.com"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let found: Value = get_json(&http, format!("{customers}?email=ada.reader@example.com"), &key).await;
         if let Some(id) = found["data"][0]["id"].as_str() {
-            record =
-                http.get(format!("{customers}/{id}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+            record = get_json(&http, format!("{customers}/{id}"), &key).await;
             let story_applied = record["paymentStatus"] == "overdue"
                 && record["invoices"].as_array().is_some_and(|i| i.len() == 2)
                 && record["plan"]["productName"] == "Digital monthly";
@@ -218,22 +201,18 @@ async fn the_demo_walkthrough_shows_customers() {
     assert_eq!(record["paymentStatus"], "overdue", "{record}");
     assert_eq!(record["plan"]["productName"], "Digital monthly");
     assert_eq!(record["lifetimeValue"], json!([{"currency": "usd", "amount": 1500}]));
-    let listed: Value = http.get(&customers).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let listed: Value = get_json(&http, &customers, &key).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
     assert!(server.stop().success());
 
     // A second start reuses the demo publication and its key.
     let again = Server::start(&["--data-dir", data_dir, "--demo"], &offline);
     assert_eq!(again.printed("publication key:"), key);
-    let listed: Value = http
-        .get(format!("{}/admin/publications/demo/customers", again.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_json(&http, format!("{}/admin/publications/demo/customers", again.base), &key).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
     assert!(again.stop().success());
+}
+
+async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl, key: &str) -> Value {
+    http.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap()
 }
