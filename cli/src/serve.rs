@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use shared::api::{self, ApiConfig, AppState};
 use shared::http::auth::AdminAuth;
+use shared::piano::client::HttpPiano;
 use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
 use shared::queue::{EVENTS, Queue, worker};
@@ -81,7 +82,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (Arc::new(store), Arc::new(MemoryQueue::new(shared::queue::ALL)))
     };
     let stripe = Arc::new(HttpStripe::from_env()?);
-    let state = AppState::new(store, queue, AdminAuth::new(&token), stripe).with_config(ApiConfig::from_env()?);
+    let piano = Arc::new(HttpPiano::new()?);
+    let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);
     let app = api::all_routes(state.clone());
     let workers = Workers::start(&state);
 

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod piano;
 pub mod queue;
 pub mod runtime;
 pub mod store;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::api::{ApiConfig, AppState};
 use crate::config::{self, ConfigError};
 use crate::http::auth::AdminAuth;
+use crate::piano::client::{HttpPiano, PianoConfigError};
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{QueueDef, QueueError};
 use crate::store::StoreError;
@@ -23,6 +24,8 @@ pub enum InitError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Stripe(#[from] StripeConfigError),
+    #[error(transparent)]
+    Piano(#[from] PianoConfigError),
 }
 
 /// What a function needs besides the store.
@@ -48,5 +51,7 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     store.warm_up().await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), urls);
-    Ok(AppState::new(Arc::new(store), Arc::new(queue), admin, Arc::new(stripe)).with_config(api_config))
+    let piano = HttpPiano::new()?;
+    Ok(AppState::new(Arc::new(store), Arc::new(queue), admin, Arc::new(stripe), Arc::new(piano))
+        .with_config(api_config))
 }

@@ -5,12 +5,14 @@ pub mod customers;
 pub mod settings;
 pub mod stripe_accounts;
 pub mod stripe_webhook;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, ConfigError};
 use crate::http::auth::AdminAuth;
+use crate::piano::client::PianoApi;
 use crate::queue::Queue;
 use crate::store::Store;
 use crate::store::repo::publications::SettingsCache;
@@ -20,7 +22,12 @@ use crate::stripe::signature::DEFAULT_TOLERANCE_SECS;
 /// Every function's routes on one router, for `crm serve` (the same handlers each Lambda runs).
 pub fn all_routes(state: AppState) -> axum::Router {
     crate::http::context::finish(
-        settings::routes(state.clone()).merge(customers::routes(state.clone())).merge(stripe_webhook::routes(state)),
+        settings::routes(state.clone())
+            .merge(customers::routes(state.clone()))
+            .merge(stripe_webhook::routes(state.clone()))
+            .merge(subscriptions::list_routes(state.clone()))
+            .merge(subscriptions::cancel_routes(state.clone()))
+            .merge(subscriptions::winback_routes(state)),
     )
 }
 
@@ -30,18 +37,26 @@ pub struct AppState {
     pub queue: Arc<dyn Queue>,
     pub admin: Arc<AdminAuth>,
     pub stripe: Arc<dyn StripeApi>,
+    pub piano: Arc<dyn PianoApi>,
     /// Settings as webhooks read them (short-lived cache; the admin API reads the store).
     pub settings: Arc<SettingsCache>,
     pub config: Arc<ApiConfig>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, admin: AdminAuth, stripe: Arc<dyn StripeApi>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        admin: AdminAuth,
+        stripe: Arc<dyn StripeApi>,
+        piano: Arc<dyn PianoApi>,
+    ) -> Self {
         Self {
             store,
             queue,
             admin: Arc::new(admin),
             stripe,
+            piano,
             settings: Arc::new(SettingsCache::new(Duration::from_secs(10))),
             config: Arc::new(ApiConfig::default()),
         }
@@ -60,11 +75,13 @@ pub struct ApiConfig {
     pub stripe_tolerance_secs: i64,
     /// Where Stripe and Piano reach this deployment (`CRM_PUBLIC_BASE_URL`), for webhook registration.
     pub public_base_url: Option<url::Url>,
+    /// Piano's API for every region (`CRM_PIANO_API_BASE`); unset: each publication's region host.
+    pub piano_api_base: Option<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { stripe_tolerance_secs: DEFAULT_TOLERANCE_SECS, public_base_url: None }
+        Self { stripe_tolerance_secs: DEFAULT_TOLERANCE_SECS, public_base_url: None, piano_api_base: None }
     }
 }
 
@@ -84,6 +101,7 @@ impl ApiConfig {
                     .map_err(|e| ConfigError::Invalid { name: "CRM_PUBLIC_BASE_URL", why: e.to_string() })?,
             ),
         };
-        Ok(Self { stripe_tolerance_secs, public_base_url })
+        let piano_api_base = config::optional(crate::piano::client::API_BASE_ENV)?;
+        Ok(Self { stripe_tolerance_secs, public_base_url, piano_api_base })
     }
 }

@@ -17,6 +17,16 @@ use crate::domain::ids::PublicationId;
 
 const REQUEST_ID: &str = "x-request-id";
 
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being handled (the one in its logs and its `x-request-id` answer header),
+/// for messages that ask the caller to quote it.
+pub fn current_request_id() -> String {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| ulid::Ulid::new().to_string())
+}
+
 fn request_id(req: &Request) -> String {
     if let Some(ctx) = req.extensions().get::<lambda_http::Context>() {
         return ctx.request_id.clone();
@@ -38,7 +48,7 @@ async fn in_request_span(req: Request, next: Next) -> Response {
         publication_id = tracing::field::Empty,
     );
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = CURRENT_REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

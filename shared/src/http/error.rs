@@ -14,6 +14,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// A caller's token was refused (public routes); the message is the caller's to see.
+    #[error("{0}")]
+    TokenRejected(String),
+    /// A failure whose message (with a correlation id) the caller may see.
+    #[error("{0}")]
+    Failed(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -39,7 +45,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TokenRejected(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

@@ -1,15 +1,22 @@
 //! A fake Stripe API for tests: a real HTTP server on 127.0.0.1 speaking Stripe's wire format (bearer
 //! keys, form bodies in bracket notation, Idempotency-Key replay, Stripe's error JSON), answering objects
 //! built from Stripe's own fixtures (`/work/shared/stripe/fixtures3.json`, see `fixture`). Tests put
-//! objects in, inject failures, and read back the requests it received.
+//! objects in, inject failures (the next requests, or those of one path), and read back the requests it
+//! received.
 //!
 //! Routes: `GET /v1/{customers|subscriptions|invoices|charges|refunds|products|prices|
-//! subscription_schedules|webhook_endpoints}/{id}`, and `GET|POST /v1/webhook_endpoints`,
-//! `POST|DELETE /v1/webhook_endpoints/{id}`. Everything else answers Stripe's "Unrecognized request URL".
-//! One object space for every account (the `Stripe-Account` header is only recorded).
+//! subscription_schedules|webhook_endpoints}/{id}`; `GET|POST /v1/webhook_endpoints`,
+//! `POST|DELETE /v1/webhook_endpoints/{id}`; `GET /v1/subscriptions` (by customer, status, price),
+//! `POST /v1/subscriptions/{id}`; `POST /v1/subscription_schedules` (`from_subscription`),
+//! `POST /v1/subscription_schedules/{id}` and `…/{id}/release`. Everything else answers Stripe's
+//! "Unrecognized request URL"; a real parameter the fake does not implement answers a 400 with code
+//! `fake_stripe_unsupported`. One object space for every account (the `Stripe-Account` header is only
+//! recorded).
 
 mod form;
 mod routes;
+mod schedules;
+mod subscriptions;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -106,6 +113,16 @@ impl Failure {
     }
 }
 
+/// A failure for the requests of one method whose path starts with a prefix.
+#[derive(Debug, Clone)]
+struct PathFailure {
+    method: String,
+    path_prefix: String,
+    /// How many more requests it fails; `None` for all of them until cleared.
+    remaining: Option<usize>,
+    failure: Failure,
+}
+
 /// What the server holds; the route handlers in `routes` work on it under the lock.
 #[derive(Default)]
 struct State {
@@ -114,6 +131,7 @@ struct State {
     order: Vec<String>,
     requests: Vec<RecordedRequest>,
     failures: VecDeque<Failure>,
+    path_failures: Vec<PathFailure>,
     valid_key: Option<String>,
     /// (account, Idempotency-Key) → the first request's fingerprint and answer.
     idempotency: HashMap<(String, String), StoredAnswer>,
@@ -137,6 +155,22 @@ impl State {
     fn remove(&mut self, id: &str) -> Option<Value> {
         self.order.retain(|known| known != id);
         self.objects.remove(id)
+    }
+
+    /// The failure that a request of `method` to `path` gets from `fail_path*`, counted off.
+    fn path_failure(&mut self, method: &str, path: &str) -> Option<Failure> {
+        let index = self.path_failures.iter().position(|f| {
+            f.method.eq_ignore_ascii_case(method) && path.starts_with(&f.path_prefix) && f.remaining != Some(0)
+        })?;
+        let entry = &mut self.path_failures[index];
+        let failure = entry.failure.clone();
+        if let Some(remaining) = &mut entry.remaining {
+            *remaining -= 1;
+            if *remaining == 0 {
+                self.path_failures.remove(index);
+            }
+        }
+        Some(failure)
     }
 }
 
@@ -209,6 +243,30 @@ impl FakeStripe {
     pub fn fail_next_with(&self, n: usize, failure: Failure) {
         let mut state = lock(&self.state);
         state.failures.extend(std::iter::repeat_n(failure, n));
+    }
+
+    /// Every request of `method` (`"POST"`) whose path starts with `path_prefix`
+    /// (`"/v1/subscription_schedules/sub_sched_1/release"`) fails with `status` and Stripe's error JSON
+    /// for it (`api_error` for 5xx), until `clear_path_failures`. Every one, because `HttpStripe`
+    /// retries 5xx, 409 and 429: a single failure would be retried away. Other paths are untouched.
+    pub fn fail_path(&self, method: &str, path_prefix: &str, status: u16) {
+        self.push_path_failure(method, path_prefix, None, Failure::status(status));
+    }
+
+    /// Only the next `n` matching requests fail, with `failure` (`Failure::status(500)`, …).
+    pub fn fail_path_next(&self, method: &str, path_prefix: &str, n: usize, failure: Failure) {
+        if n > 0 {
+            self.push_path_failure(method, path_prefix, Some(n), failure);
+        }
+    }
+
+    pub fn clear_path_failures(&self) {
+        lock(&self.state).path_failures.clear();
+    }
+
+    fn push_path_failure(&self, method: &str, path_prefix: &str, remaining: Option<usize>, failure: Failure) {
+        let entry = PathFailure { method: method.to_owned(), path_prefix: path_prefix.to_owned(), remaining, failure };
+        lock(&self.state).path_failures.push(entry);
     }
 
     /// From now on only this bearer key is accepted; others get Stripe's 401.

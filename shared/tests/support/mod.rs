@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod fake_piano;
 pub mod fake_stripe;
 pub mod stripe_world;
 
@@ -114,7 +115,9 @@ pub fn app_state_with(store: Arc<dyn Store>, stripe_base: &str) -> AppState {
     let stripe = shared::stripe::client::HttpStripe::new(stripe_base)
         .expect("stripe client")
         .with_backoff(std::time::Duration::from_millis(1));
-    AppState::new(store, memory_queue(shared::queue::ALL), AdminAuth::new(OPERATOR), Arc::new(stripe))
+    // Piano calls go nowhere unless a test routes them to its fake (`CRM_PIANO_API_BASE`).
+    let piano = shared::piano::client::HttpPiano::new().expect("piano client");
+    AppState::new(store, memory_queue(shared::queue::ALL), AdminAuth::new(OPERATOR), Arc::new(stripe), Arc::new(piano))
 }
 
 /// The router each function's `main.rs` runs, by binary name.
@@ -123,6 +126,9 @@ pub fn router_of(binary: &str, state: AppState) -> axum::Router {
         "settings-api" => settings::router(state),
         "customers-api" => shared::api::customers::router(state),
         "stripe-webhook" => shared::api::stripe_webhook::router(state),
+        "subscriptions-list" => shared::api::subscriptions::list_router(state),
+        "subscriptions-cancel" => shared::api::subscriptions::cancel_router(state),
+        "subscriptions-winback" => shared::api::subscriptions::winback_router(state),
         other => panic!("no router known for function {other}: add it here"),
     }
 }

@@ -48,6 +48,15 @@ pub mod keys_of {
         format!("AID#{aid}")
     }
 
+    /// A publication serving pages from `origin` (the CORS preflight index).
+    pub fn origin(origin: &str, publication: &PublicationId) -> Key {
+        Key::new(origin_partition(origin), format!("PUB#{publication}"))
+    }
+
+    pub fn origin_partition(origin: &str) -> String {
+        format!("ORIGIN#{origin}")
+    }
+
     pub fn api_key(hash_hex: &str) -> Key {
         Key::new(format!("APIKEY#{hash_hex}"), "APIKEY")
     }

@@ -24,16 +24,36 @@ pub async fn get(store: &dyn Store, id: &PublicationId) -> Result<Option<Version
 }
 
 /// Creates (`expected` = None) or replaces the settings at version `expected`; answers the new version.
-/// A concurrent change fails with `StoreError::ConditionFailed`.
+/// A concurrent change fails with `StoreError::ConditionFailed`. The origin index (for CORS preflights,
+/// which carry no token) moves with the settings in the same transaction.
 pub async fn put(store: &dyn Store, stored: &StoredSettings, expected: Option<u64>) -> Result<u64, StoreError> {
+    let id = &stored.publication_id;
+    let previous = match expected {
+        Some(_) => get(store, id).await?.map(|v| v.value.settings.origins).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let version = expected.map_or(1, |v| v + 1);
-    let mut item = Item::new(keys_of::settings(&stored.publication_id), to_doc(stored)?).with_version(version);
+    let mut item = Item::new(keys_of::settings(id), to_doc(stored)?).with_version(version);
     if let Some(piano) = &stored.settings.piano {
-        item = item.with_gsi1(keys_of::piano_aid(&piano.aid, &stored.publication_id));
+        item = item.with_gsi1(keys_of::piano_aid(&piano.aid, id));
     }
     let cond = expected.map_or(Cond::NotExists, Cond::Version);
-    store.write(vec![WriteOp::put(item, cond)]).await?;
+    let mut ops = vec![WriteOp::put(item, cond)];
+    let current = &stored.settings.origins;
+    for origin in current {
+        ops.push(WriteOp::put(Item::new(keys_of::origin(origin.as_str(), id), "{}".into()), Cond::None));
+    }
+    for origin in previous.iter().filter(|o| !current.contains(o)) {
+        ops.push(WriteOp::Delete { key: keys_of::origin(origin.as_str(), id), cond: Cond::None });
+    }
+    store.write(ops).await?;
     Ok(version)
+}
+
+/// Whether any publication serves pages from this origin (normalised as `Origin` does).
+pub async fn origin_is_configured(store: &dyn Store, origin: &str) -> Result<bool, StoreError> {
+    let page = store.query(&Query::new(Index::Primary, keys_of::origin_partition(origin)).limit(1)).await?;
+    Ok(!page.items.is_empty())
 }
 
 /// Every publication configured with this Piano application id (several sites may share one).

@@ -1,5 +1,7 @@
 //! The fake's request handling: recording, injected failures, bearer keys, form parsing, idempotent
-//! replay (in `handle`), then the Stripe routes themselves (in `route`).
+//! replay (in `handle`), then the Stripe routes themselves (in `route`: webhook endpoints and generic
+//! retrieval here, subscriptions in `subscriptions`, subscription schedules in `schedules`), and the
+//! error JSON and parameter helpers they share.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -8,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use super::{RecordedRequest, Shared, State as Inner, StoredAnswer, fixture, lock, pairs_to_json};
+use super::{
+    RecordedRequest, Shared, State as Inner, StoredAnswer, fixture, lock, pairs_to_json, schedules, subscriptions,
+};
 
 /// An answer before headers: status and JSON body.
-type Reply = (u16, Value);
+pub(super) type Reply = (u16, Value);
 
 /// Resources that `GET /v1/{resource}/{id}` serves, with their `object` type.
 const RETRIEVABLE: &[(&str, &str)] = &[
@@ -54,7 +58,8 @@ pub(super) async fn handle(
     let mut state = lock(&shared);
     state.requests.push(recorded.clone());
 
-    if let Some(failure) = state.failures.pop_front() {
+    let failure = state.failures.pop_front().or_else(|| state.path_failure(&recorded.method, &recorded.path));
+    if let Some(failure) = failure {
         let mut response = respond(failure.status, failure.body);
         if let Some(retry) = failure.should_retry {
             response.headers_mut().insert("stripe-should-retry", retry.to_string().parse().expect("header value"));
@@ -120,6 +125,14 @@ fn route(state: &mut Inner, method: &Method, path: &str, params: &Value) -> Repl
         ("POST", ["v1", "webhook_endpoints"]) => create_webhook_endpoint(state, params),
         ("POST", ["v1", "webhook_endpoints", id]) => update_webhook_endpoint(state, id, params),
         ("DELETE", ["v1", "webhook_endpoints", id]) => delete_webhook_endpoint(state, id),
+        ("GET", ["v1", "subscriptions"]) => subscriptions::list(state, params).unwrap_or_else(|e| e),
+        ("GET", ["v1", "subscriptions", id]) => subscriptions::retrieve(state, id, params).unwrap_or_else(|e| e),
+        ("POST", ["v1", "subscriptions", id]) => subscriptions::update(state, id, params).unwrap_or_else(|e| e),
+        ("POST", ["v1", "subscription_schedules"]) => schedules::create(state, params).unwrap_or_else(|e| e),
+        ("POST", ["v1", "subscription_schedules", id]) => schedules::update(state, id, params).unwrap_or_else(|e| e),
+        ("POST", ["v1", "subscription_schedules", id, "release"]) => {
+            schedules::release(state, id, params).unwrap_or_else(|e| e)
+        }
         ("GET", ["v1", resource, id]) => match RETRIEVABLE.iter().find(|(r, _)| r == resource) {
             Some((_, object_type)) => retrieve(state, object_type, id),
             None => unrecognized(method, path),
@@ -252,7 +265,7 @@ fn delete_webhook_endpoint(state: &mut Inner, id: &str) -> Reply {
 }
 
 /// `metadata[k]=v` sets a key, `metadata[k]=` removes it, `metadata=` removes them all.
-fn merge_metadata(current: &Map<String, Value>, update: &Value) -> Result<Map<String, Value>, Reply> {
+pub(super) fn merge_metadata(current: &Map<String, Value>, update: &Value) -> Result<Map<String, Value>, Reply> {
     match update {
         Value::String(s) if s.is_empty() => Ok(Map::new()),
         Value::Object(update) => {
@@ -274,7 +287,7 @@ fn merge_metadata(current: &Map<String, Value>, update: &Value) -> Result<Map<St
     }
 }
 
-fn only_known(params: &Value, known: &[&str]) -> Result<(), Reply> {
+pub(super) fn only_known(params: &Value, known: &[&str]) -> Result<(), Reply> {
     let unknown = params.as_object().and_then(|p| p.keys().find(|k| !known.contains(&k.as_str())));
     match unknown {
         Some(name) => Err((
@@ -294,7 +307,7 @@ fn string_array(value: &Value) -> Option<Vec<String>> {
     value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
-fn boolean(value: &Value) -> Option<bool> {
+pub(super) fn boolean(value: &Value) -> Option<bool> {
     match value.as_str()? {
         "true" => Some(true),
         "false" => Some(false),
@@ -327,7 +340,7 @@ fn stripe_masked(key: &str) -> String {
     format!("{}****{tail}", &key[..prefix_len])
 }
 
-fn no_such(object_type: &str, id: &str) -> Reply {
+pub(super) fn no_such(object_type: &str, id: &str) -> Reply {
     (
         404,
         json!({"error": {
@@ -349,7 +362,7 @@ fn unrecognized(method: &Method, path: &str) -> Reply {
     )
 }
 
-fn missing(param: &str) -> Value {
+pub(super) fn missing(param: &str) -> Value {
     json!({"error": {
         "type": "invalid_request_error",
         "code": "parameter_missing",
@@ -358,11 +371,11 @@ fn missing(param: &str) -> Value {
     }})
 }
 
-fn invalid_param(param: &str, message: &str) -> Value {
+pub(super) fn invalid_param(param: &str, message: &str) -> Value {
     json!({"error": {"type": "invalid_request_error", "code": "parameter_invalid", "message": message, "param": param}})
 }
 
-fn error(message: &str) -> Value {
+pub(super) fn error(message: &str) -> Value {
     json!({"error": {"type": "invalid_request_error", "message": message}})
 }
 
@@ -374,10 +387,10 @@ fn respond(status: u16, body: Value) -> Response {
     response
 }
 
-fn random_id(len: usize) -> String {
+pub(super) fn random_id(len: usize) -> String {
     rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect()
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

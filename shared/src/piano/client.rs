@@ -1,0 +1,312 @@
+//! Piano's REST API as a port (`PianoApi`) and its HTTP adapter (`HttpPiano`). Today one call: Piano ID
+//! token verification, the authoritative check of a reader's access token. Every call has a connect
+//! timeout, an overall deadline and bounded retries with full jitter on answers that may succeed later.
+//!
+//! Piano takes the application's API token and the reader's JWT as query parameters, so the request URL
+//! is a secret: it is never logged, and transport errors are reported without it. Texts kept from Piano's
+//! answers are masked again in case they echo either value.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::secret::Secret;
+use crate::domain::settings::PianoRegion;
+
+/// Optional environment variable pointing every region's calls elsewhere (a fake server in tests).
+pub const API_BASE_ENV: &str = "CRM_PIANO_API_BASE";
+/// Piano ID's token verification endpoint.
+pub const TOKEN_VERIFY_PATH: &str = "/id/api/v1/publisher/token/verify";
+/// Retries after the first attempt, at most.
+pub const MAX_RETRIES: u32 = 2;
+/// First backoff step; doubles with every retry up to `MAX_BACKOFF`, with full jitter.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
+
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One call, retries included: verification sits on a reader's request path, so it answers within this
+/// or gives up.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
+const USER_AGENT: &str = concat!("subscription-crm/", env!("CARGO_PKG_VERSION"));
+/// A JWT longer than this is not Piano's and is refused without a call (it would make an absurd URL).
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// How much of an unexpected answer is kept in an error.
+const MAX_EXCERPT: usize = 200;
+
+/// The base URL for a publication's region: the deployment's override when set and not empty
+/// (`CRM_PIANO_API_BASE`, read into `ApiConfig`; tests point every region at a fake with it), else
+/// the region's host.
+pub fn base_for(region: PianoRegion, configured: Option<&str>) -> String {
+    match configured {
+        Some(base) if !base.trim().is_empty() => base.trim().trim_end_matches('/').to_owned(),
+        _ => region.api_base().to_owned(),
+    }
+}
+
+/// A failed Piano call. The Display never contains the API token or the reader's JWT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PianoError {
+    /// Piano refused the token (expired, revoked, for another application, or the API token is wrong:
+    /// Piano answers both with the same 403).
+    #[error("Piano refused the access token")]
+    InvalidToken,
+    /// No usable answer (transport failure, timeout, 5xx, an unexpected status or body) after the
+    /// retries allowed; the same call may succeed later.
+    #[error("Piano unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Piano's REST API. `base` is the publication's region base (`base_for`); each call takes the
+/// application id (`aid`) and its API token, as Piano authenticates per application.
+///
+/// Webhook settings (`/api/v3/publisher/webhook/settings[/update]`) and user reads
+/// (`/api/v3/publisher/user/get`) join this trait when the features needing them arrive.
+#[async_trait]
+pub trait PianoApi: Send + Sync + 'static {
+    /// Asks Piano whether a Piano ID access token is valid for the application; gives the reader's uid
+    /// (`pub_id`).
+    async fn verify_token(&self, base: &str, aid: &str, api_token: &Secret, token: &str) -> Result<String, PianoError>;
+}
+
+/// The HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("Piano client configuration: {0}")]
+pub struct PianoConfigError(String);
+
+/// `PianoApi` over HTTPS with reqwest (rustls on ring).
+#[derive(Debug, Clone)]
+pub struct HttpPiano {
+    client: reqwest::Client,
+    backoff: Duration,
+    max_retries: u32,
+    deadline: Duration,
+}
+
+impl HttpPiano {
+    pub fn new() -> Result<Self, PianoConfigError> {
+        crate::stripe::client::install_tls_provider();
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .user_agent(USER_AGENT)
+            // A redirect would carry the secret query elsewhere; Piano's API answers without them.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| PianoConfigError(format!("HTTP client: {e}")))?;
+        Ok(Self { client, backoff: DEFAULT_BACKOFF, max_retries: MAX_RETRIES, deadline: TOTAL_TIMEOUT })
+    }
+
+    /// The first backoff step (tests use a millisecond).
+    pub fn with_backoff(mut self, base: Duration) -> Self {
+        self.backoff = base;
+        self
+    }
+
+    /// Sends one request, retrying transient failures, all within the deadline.
+    async fn execute(&self, url: url::Url, secrets: &[&str]) -> Result<Answer, PianoError> {
+        let attempts = async {
+            let mut retries = 0;
+            loop {
+                let request = self.client.post(url.clone()).header(reqwest::header::ACCEPT, "application/json");
+                let failure = match send(request, secrets).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(failure) => failure,
+                };
+                if retries >= self.max_retries || !failure.transient {
+                    return Err(failure.error);
+                }
+                retries += 1;
+                let delay = full_jitter(self.backoff, retries);
+                // The path only: the URL's query holds the API token and the JWT.
+                tracing::warn!(
+                    path = url.path(),
+                    attempt = retries,
+                    delay_ms = delay.as_millis() as u64,
+                    error = %failure.error,
+                    "Piano request failed, retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
+        tokio::time::timeout(self.deadline, attempts)
+            .await
+            .unwrap_or_else(|_| Err(PianoError::Unavailable(format!("no answer within {} s", self.deadline.as_secs()))))
+    }
+}
+
+#[async_trait]
+impl PianoApi for HttpPiano {
+    async fn verify_token(&self, base: &str, aid: &str, api_token: &Secret, token: &str) -> Result<String, PianoError> {
+        // Nothing Piano could accept: no call, no URL made of outside input.
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(PianoError::InvalidToken);
+        }
+        let mut url = endpoint(base, TOKEN_VERIFY_PATH)?;
+        url.query_pairs_mut()
+            .append_pair("aid", aid)
+            .append_pair("api_token", api_token.expose())
+            .append_pair("token", token);
+        let secrets = [api_token.expose(), token];
+        let answer = self.execute(url, &secrets).await?;
+        match answer.status {
+            200 => match answer.body.get("pub_id").and_then(Value::as_str) {
+                Some(uid) if !uid.is_empty() => Ok(uid.to_owned()),
+                // Piano's error list in a 200 is still a refusal.
+                _ if answer.body.get("error_code_list").is_some() => Err(PianoError::InvalidToken),
+                _ => Err(PianoError::Unavailable("token verification answered without pub_id".to_owned())),
+            },
+            // The endpoint's one refusal: `{"error_code_list":[{"message":"Invalid access token"}]}`.
+            403 => Err(PianoError::InvalidToken),
+            status => {
+                Err(PianoError::Unavailable(format!("Piano answered {status}: {}", excerpt(&answer.text, &secrets))))
+            }
+        }
+    }
+}
+
+/// `{base}{path}`, checked: an http(s) base without query or fragment.
+fn endpoint(base: &str, path: &str) -> Result<url::Url, PianoError> {
+    let unusable = || PianoError::Unavailable(format!("Piano base URL {base:?} is not http(s)://host[:port][/path]"));
+    let parsed = url::Url::parse(base).map_err(|_| unusable())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(unusable());
+    }
+    url::Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).map_err(|_| unusable())
+}
+
+/// An answer whose status this module interprets per call (200 and 403 for verification); statuses
+/// worth retrying never get here.
+struct Answer {
+    status: u16,
+    /// The body as JSON, `Null` when it is not JSON.
+    body: Value,
+    text: String,
+}
+
+struct Failure {
+    error: PianoError,
+    transient: bool,
+}
+
+async fn send(request: reqwest::RequestBuilder, secrets: &[&str]) -> Result<Answer, Failure> {
+    let response = request.send().await.map_err(|e| transport(e, secrets))?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|e| transport(e, secrets))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    // 429 and 5xx are Piano (or its load balancer) saying "later".
+    if status == 429 || status >= 500 {
+        return Err(Failure {
+            error: PianoError::Unavailable(format!("Piano answered {status}: {}", excerpt(&text, secrets))),
+            transient: true,
+        });
+    }
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Answer { status, body, text })
+}
+
+/// A transport error's text with its causes, without the URL (its query holds secrets). Connection
+/// failures are retried; a timeout is not, as it has used most of the deadline already.
+fn transport(error: reqwest::Error, secrets: &[&str]) -> Failure {
+    let (what, transient) = if error.is_timeout() {
+        ("timed out", false)
+    } else if error.is_connect() {
+        ("could not connect", true)
+    } else {
+        ("request failed", true)
+    };
+    let error = error.without_url();
+    let mut text = format!("{what}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Failure { error: PianoError::Unavailable(redact(&text, secrets)), transient }
+}
+
+/// A short, single-line, masked excerpt of an answer for an error message.
+fn excerpt(text: &str, secrets: &[&str]) -> String {
+    let masked = redact(text, secrets);
+    let line: String = masked.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut short: String = line.chars().take(MAX_EXCERPT).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// Masks every secret in a text, also in its percent-encoded form (a server echoing its URL).
+fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let masked = Secret::new(*secret).masked();
+        text = text.replace(secret, &masked);
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        if encoded != *secret {
+            text = text.replace(&encoded, &masked);
+        }
+    }
+    text
+}
+
+/// Exponential backoff with full jitter: a uniform delay in `[0, min(MAX_BACKOFF, base·2^(retry-1))]`.
+fn full_jitter(base: Duration, retry: u32) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << retry.saturating_sub(1).min(16)).min(MAX_BACKOFF);
+    let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(rand::random_range(0..=micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_comes_from_the_environment_value_or_the_region() {
+        assert_eq!(base_for(PianoRegion::Eu, None), "https://api-eu.piano.io");
+        assert_eq!(base_for(PianoRegion::Sandbox, Some("  ")), "https://sandbox.piano.io");
+        assert_eq!(base_for(PianoRegion::Us, Some(" http://127.0.0.1:4000/ ")), "http://127.0.0.1:4000");
+        for region in [PianoRegion::Us, PianoRegion::Eu, PianoRegion::Au, PianoRegion::Ap, PianoRegion::Sandbox] {
+            assert_eq!(base_for(region, Some("http://fake")), "http://fake");
+        }
+    }
+
+    #[test]
+    fn endpoint_checks_the_base() {
+        assert_eq!(
+            endpoint("https://api.piano.io/", TOKEN_VERIFY_PATH).unwrap().as_str(),
+            "https://api.piano.io/id/api/v1/publisher/token/verify"
+        );
+        assert_eq!(endpoint("http://127.0.0.1:9/prefix", "/x").unwrap().as_str(), "http://127.0.0.1:9/prefix/x");
+        for bad in ["ftp://x", "not a url", "https://api.piano.io?aid=1", ""] {
+            assert!(matches!(endpoint(bad, "/x"), Err(PianoError::Unavailable(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redaction_masks_plain_and_encoded_secrets() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig+/=";
+        let api = "api-token-0123456789abcdef";
+        let text = format!(
+            "bad token {jwt} from /verify?api_token={api}&token={}",
+            url::form_urlencoded::byte_serialize(jwt.as_bytes()).collect::<String>()
+        );
+        let masked = excerpt(&text, &[api, jwt]);
+        assert!(!masked.contains(api), "{masked}");
+        assert!(!masked.contains("eyJzdWIiOiJ4In0"), "{masked}");
+        assert!(masked.starts_with("bad token …"), "{masked}");
+        assert!(excerpt(&"x".repeat(1000), &[]).chars().count() <= MAX_EXCERPT + 1);
+        assert_eq!(excerpt("a\n  b", &[""]), "a b");
+    }
+
+    #[test]
+    fn backoff_stays_under_its_ceilings() {
+        for retry in 1..=MAX_RETRIES {
+            for _ in 0..50 {
+                assert!(full_jitter(Duration::from_millis(100), retry) <= Duration::from_millis(100 << (retry - 1)));
+            }
+        }
+        assert!(full_jitter(Duration::from_secs(60), 30) <= MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,374 @@
+//! The public subscription routes of seed 002 through fake Stripe and Piano servers: every success
+//! shape and error string, tokens for other publications, other readers' subscriptions, prices not
+//! offered, `alg: none`, expired tokens, disallowed origins, and CORS.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use shared::api::{ApiConfig, AppState};
+use shared::domain::customer::Customer;
+use shared::domain::ids::{AccountKey, PublicationId};
+use shared::domain::settings::PublicationSettings;
+use shared::store::Store;
+use shared::store::repo::customers;
+use shared::store::repo::publications::{self, StoredSettings};
+use support::fake_piano::FakePiano;
+use support::fake_stripe::FakeStripe;
+use support::stripe_world as w;
+use tower::ServiceExt;
+
+const ORIGIN: &str = "https://www.daily.example";
+const AID: &str = "AidDaily01";
+const API_TOKEN: &str = "piano-api-token-0123456789";
+const JWT_SECRET: &str = "piano-jwt-secret-for-the-daily-0123";
+const READER: &str = "PNIreader0001";
+
+struct Site {
+    /// The reader's token, the one Piano accepts.
+    token: String,
+    state: AppState,
+    stripe: FakeStripe,
+    piano: FakePiano,
+    _store: support::TestStore,
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn jwt(claims: Value, secret: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
+fn reader_token() -> String {
+    jwt(json!({"aud": AID, "sub": READER, "exp": now() + 3600, "email": "reader@example.com"}), JWT_SECRET)
+}
+
+async fn customer(store: &dyn Store, uid: &str, stripe: &[(&str, &str)]) {
+    let publication = PublicationId::parse("daily").unwrap();
+    let mut c = Customer::new(publication, now());
+    c.piano_uid = Some(uid.into());
+    for (account, id) in stripe {
+        c.stripe_customer_ids.insert(AccountKey::parse(account).unwrap(), (*id).into());
+    }
+    customers::create(store, &c).await.unwrap();
+}
+
+impl Site {
+    async fn new() -> Self {
+        let store = support::embedded_store();
+        let stripe = FakeStripe::start().await;
+        let piano = FakePiano::start().await;
+        let mut settings = w::settings();
+        settings["origins"] = json!([ORIGIN]);
+        settings["piano"] = json!({"aid": AID, "apiToken": API_TOKEN, "privateKey": "thestringliteralisexactlyfortych",
+                                   "jwtSecret": JWT_SECRET, "region": "eu"});
+        settings["winbackOffers"] = json!([
+            {"priceId": "price_half", "label": "Half price", "appliesToPriceIds": ["price_monthly"], "changeAt": "now"},
+            {"priceId": "price_deal", "label": "Deal from next month", "appliesToPriceIds": ["price_monthly"], "changeAt": "period_end"}
+        ]);
+        let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
+        let publication = PublicationId::parse("daily").unwrap();
+        let stored = StoredSettings { publication_id: publication, settings: parsed, updated_at: 0 };
+        publications::put(store.store.as_ref(), &stored, None).await.unwrap();
+        customer(store.store.as_ref(), READER, &[("main", "cus_R")]).await;
+        customer(store.store.as_ref(), "PNIother0002", &[("main", "cus_O")]).await;
+        customer(store.store.as_ref(), "PNInostripe3", &[]).await;
+
+        for (id, amount) in [("price_monthly", 1500), ("price_half", 750), ("price_deal", 1000)] {
+            stripe.put_object(w::price(id, "prod_digital", amount, "month"));
+        }
+        let period = (now() - 86_400, now() + 29 * 86_400);
+        stripe.put_object(w::subscription(
+            "sub_R1",
+            "cus_R",
+            "active",
+            stripe.object("price_monthly").unwrap(),
+            now() - 86_400,
+            period,
+        ));
+        stripe.put_object(w::subscription(
+            "sub_R0",
+            "cus_R",
+            "canceled",
+            stripe.object("price_monthly").unwrap(),
+            now() - 900_000,
+            period,
+        ));
+        stripe.put_object(w::subscription(
+            "sub_O1",
+            "cus_O",
+            "active",
+            stripe.object("price_monthly").unwrap(),
+            now() - 86_400,
+            period,
+        ));
+        let token = reader_token();
+        piano.accept_token(AID, API_TOKEN, &token, READER);
+
+        let config = ApiConfig { piano_api_base: Some(piano.base_url().to_owned()), ..ApiConfig::default() };
+        let mut state = support::app_state_with(store.store.clone(), stripe.base_url()).with_config(config);
+        state.piano = Arc::new(piano.client());
+        Site { token, state, stripe, piano, _store: store }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        origin: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = shared::api::all_routes(self.state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn list(&self, token: &str, origin: Option<&str>) -> (StatusCode, Value) {
+        let (status, _, body) = self.call("GET", &format!("/api/subscriptions?token={token}"), origin, None).await;
+        (status, body)
+    }
+}
+
+fn error(message: &str) -> Value {
+    json!({ "error": message })
+}
+
+#[tokio::test]
+async fn list_answers_every_subscription_with_its_account() {
+    let site = Site::new().await;
+    let (status, headers, body) =
+        site.call("GET", &format!("/api/subscriptions?token={}", reader_token()), Some(ORIGIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["subscriptions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"sub_R1") && ids.contains(&"sub_R0"), "canceled ones too (status=all): {ids:?}");
+    let first = &body["subscriptions"][0];
+    assert_eq!(first["object"], "subscription", "Stripe's object as Stripe returned it");
+    assert_eq!(first["stripeAccountName"], "Daily Media Ltd");
+    assert_eq!(first["stripeAccountId"], Value::Null);
+    assert_eq!(headers["access-control-allow-origin"], ORIGIN);
+    assert_eq!(headers["vary"], "Origin");
+    let asked = site.stripe.requests().into_iter().find(|r| r.path == "/v1/subscriptions").unwrap();
+    assert_eq!(asked.param("status"), Some("all"));
+    assert!(site.piano.requests().is_empty(), "the list stays cheap: no call to Piano");
+}
+
+#[tokio::test]
+async fn every_resolution_error_of_the_seed() {
+    let site = Site::new().await;
+    let token = site.token.clone();
+    let other_app = jwt(json!({"aud": "OtherAid", "sub": READER, "exp": now() + 3600}), JWT_SECRET);
+    let no_aud = jwt(json!({"sub": READER, "exp": now() + 3600}), JWT_SECRET);
+    let stranger = jwt(json!({"aud": AID, "sub": "PNIunknown", "exp": now() + 3600}), JWT_SECRET);
+    let no_stripe = jwt(json!({"aud": AID, "sub": "PNInostripe3", "exp": now() + 3600}), JWT_SECRET);
+    let cases: Vec<(Option<&str>, String, &str)> = vec![
+        (None, token.clone(), "Origin not found."),
+        (Some(ORIGIN), String::new(), "Token not found."),
+        (Some(ORIGIN), "not-a-jwt".into(), "Invalid token - no aud."),
+        (Some(ORIGIN), no_aud, "Invalid token - no aud."),
+        (Some(ORIGIN), other_app, "Publication not found."),
+        (Some("https://evil.example"), token.clone(), "Publication not found."),
+        (Some(ORIGIN), stranger, "Piano user not found."),
+        (Some(ORIGIN), no_stripe, "CRM Stripe accounts not found."),
+    ];
+    for (origin, token, message) in cases {
+        let (status, body) = site.list(&token, origin).await;
+        assert_eq!((status, body), (StatusCode::BAD_REQUEST, error(message)), "{origin:?}");
+    }
+    let (_, headers, _) =
+        site.call("GET", &format!("/api/subscriptions?token={token}"), Some("https://evil.example"), None).await;
+    assert!(headers.get("access-control-allow-origin").is_none(), "no CORS for an origin nobody configured");
+}
+
+#[tokio::test]
+async fn forged_and_expired_tokens_are_refused() {
+    let site = Site::new().await;
+    let claims = json!({"aud": AID, "sub": READER, "exp": now() + 3600});
+    let none = format!("{}.{}.", base64url(br#"{"alg":"none","typ":"JWT"}"#), base64url(claims.to_string().as_bytes()));
+    let hs512 = {
+        let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512), &claims, &key).unwrap()
+    };
+    let wrong_secret = jwt(claims.clone(), "someone-elses-secret-0123456789");
+    let expired = jwt(json!({"aud": AID, "sub": READER, "exp": now() - 60}), JWT_SECRET);
+    for token in [none, hs512, wrong_secret, expired] {
+        let (status, body) = site.list(&token, Some(ORIGIN)).await;
+        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Invalid token.")), "{token}");
+    }
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn cancel_sets_cancel_at_period_end_for_the_readers_own_subscription() {
+    let site = Site::new().await;
+    let token = site.token.clone();
+    let (status, _, body) =
+        site.call("DELETE", &format!("/api/subscriptions/sub_R1?token={token}"), Some(ORIGIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["id"], "sub_R1");
+    assert_eq!(body["data"]["cancel_at_period_end"], true);
+    assert_eq!(site.stripe.object("sub_R1").unwrap()["cancel_at_period_end"], true);
+    assert_eq!(site.piano.requests().len(), 1, "cancel asks Piano to verify the token");
+    let post = site.stripe.requests().into_iter().find(|r| r.method == "POST").unwrap();
+    assert!(post.idempotency_key.is_some());
+
+    for other in ["sub_O1", "sub_nope", "cus_R", "sub_R1%2F..%2Fx", "sub_R1-x"] {
+        let (status, _, body) =
+            site.call("DELETE", &format!("/api/subscriptions/{other}?token={token}"), Some(ORIGIN), None).await;
+        assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Subscription not found.")), "{other}");
+    }
+    assert_eq!(
+        site.stripe.object("sub_O1").unwrap()["cancel_at_period_end"],
+        false,
+        "another reader's stays as it was"
+    );
+}
+
+#[tokio::test]
+async fn cancel_releases_a_schedule_first_and_reports_each_failure() {
+    let site = Site::new().await;
+    let token = site.token.clone();
+    let client = site.stripe.client();
+    let auth =
+        shared::stripe::client::StripeAuth::new(shared::domain::secret::Secret::new("sk_test_daily_main_0123456789"));
+    use shared::stripe::client::{Params, StripeApi};
+    let schedule = client
+        .post(&auth, "/v1/subscription_schedules", &Params::new().set("from_subscription", "sub_R1"), "k1")
+        .await
+        .unwrap();
+    let schedule_id = schedule["id"].as_str().unwrap().to_owned();
+
+    site.stripe.fail_path("POST", &format!("/v1/subscription_schedules/{schedule_id}/release"), 500);
+    let path = format!("/api/subscriptions/sub_R1?token={token}");
+    let (status, _, body) = site.call("DELETE", &path, Some(ORIGIN), None).await;
+    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Failed to release subscription.")));
+    site.stripe.clear_path_failures();
+
+    site.stripe.fail_path("POST", "/v1/subscriptions/sub_R1", 500);
+    let (status, _, body) = site.call("DELETE", &path, Some(ORIGIN), None).await;
+    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Failed to cancel subscription.")));
+    site.stripe.clear_path_failures();
+    assert_eq!(site.stripe.object(&schedule_id).unwrap()["status"], "released");
+
+    let (status, _, body) = site.call("DELETE", &path, Some(ORIGIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["cancel_at_period_end"], true);
+}
+
+#[tokio::test]
+async fn piano_refusing_the_token_is_401_on_cancel_and_winback() {
+    let site = Site::new().await;
+    // Signed with the right secret, but Piano does not know it (revoked, logged out).
+    let revoked = jwt(json!({"aud": AID, "sub": READER, "exp": now() + 3000}), JWT_SECRET);
+    let (status, _, body) =
+        site.call("DELETE", &format!("/api/subscriptions/sub_R1?token={revoked}"), Some(ORIGIN), None).await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Invalid token.")));
+    let offer = json!({"subscriptionId": "sub_R1", "newPriceId": "price_half"});
+    let (status, _, body) =
+        site.call("POST", &format!("/api/subscriptions/winback?token={revoked}"), Some(ORIGIN), Some(offer)).await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Invalid token.")));
+    assert_eq!(site.stripe.object("sub_R1").unwrap()["cancel_at_period_end"], false);
+}
+
+#[tokio::test]
+async fn winback_now_changes_the_price() {
+    let site = Site::new().await;
+    let path = format!("/api/subscriptions/winback?token={}", site.token);
+    let (status, _, body) = site
+        .call("POST", &path, Some(ORIGIN), Some(json!({"subscriptionId": "sub_R1", "newPriceId": "price_half"})))
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"data": {"message": "Plan changed. No schedule for this price."}, "error": null}))
+    );
+    assert_eq!(site.stripe.object("sub_R1").unwrap()["items"]["data"][0]["price"]["id"], "price_half");
+
+    for (body, why) in [
+        (json!({"subscriptionId": "sub_R1", "newPriceId": "price_monthly"}), "a price that is not an offer"),
+        (json!({"subscriptionId": "sub_R1"}), "no price"),
+        (json!("not an object"), "not an object"),
+    ] {
+        let (status, _, answer) = site.call("POST", &path, Some(ORIGIN), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {answer}");
+    }
+    // The half price now applies; the offer only applies to the monthly price.
+    let (status, _, answer) = site
+        .call("POST", &path, Some(ORIGIN), Some(json!({"subscriptionId": "sub_R1", "newPriceId": "price_half"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, _, answer) = site
+        .call("POST", &path, Some(ORIGIN), Some(json!({"subscriptionId": "sub_O1", "newPriceId": "price_half"})))
+        .await;
+    assert_eq!((status, answer), (StatusCode::BAD_REQUEST, error("Subscription not found.")));
+}
+
+#[tokio::test]
+async fn winback_at_period_end_schedules_the_new_price() {
+    let site = Site::new().await;
+    let path = format!("/api/subscriptions/winback?token={}", site.token);
+    let period_end = site.stripe.object("sub_R1").unwrap()["items"]["data"][0]["current_period_end"].clone();
+    let (status, _, body) = site
+        .call("POST", &path, Some(ORIGIN), Some(json!({"subscriptionId": "sub_R1", "newPriceId": "price_deal"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "success": true,
+            "message": "Subscription plan will change at the end of your current billing period",
+            "data": {"subscriptionId": "sub_R1", "currentPeriodEnd": period_end, "newPriceId": "price_deal"}
+        })
+    );
+    let schedule_id = site.stripe.object("sub_R1").unwrap()["schedule"].as_str().unwrap().to_owned();
+    let schedule = site.stripe.object(&schedule_id).unwrap();
+    assert_eq!(schedule["phases"].as_array().unwrap().len(), 2);
+    assert_eq!(schedule["phases"][0]["end_date"], period_end);
+    assert_eq!(schedule["phases"][1]["items"][0]["price"], "price_deal");
+    assert_eq!(site.stripe.object("sub_R1").unwrap()["items"]["data"][0]["price"]["id"], "price_monthly", "not yet");
+
+    site.stripe.fail_path("POST", &format!("/v1/subscription_schedules/{schedule_id}"), 500);
+    let (status, _, body) = site
+        .call("POST", &path, Some(ORIGIN), Some(json!({"subscriptionId": "sub_R1", "newPriceId": "price_deal"})))
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body["error"].as_str().unwrap().contains("Correlation id"), "{body}");
+}
+
+#[tokio::test]
+async fn preflight_allows_configured_origins_only() {
+    let site = Site::new().await;
+    for path in ["/api/subscriptions", "/api/subscriptions/sub_R1", "/api/subscriptions/winback"] {
+        let (status, headers, _) = site.call("OPTIONS", path, Some(ORIGIN), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(headers["access-control-allow-origin"], ORIGIN);
+        assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("DELETE"));
+        let (status, headers, _) = site.call("OPTIONS", path, Some("https://evil.example"), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(headers.get("access-control-allow-origin").is_none());
+    }
+}
