@@ -77,6 +77,61 @@ async fn stripe_samples_flow_from_webhook_to_worker_to_customers_api() {
     assert_eq!(found["data"][0]["lifetimeValue"], serde_json::json!([{"currency": "usd", "amount": 1500}]));
 }
 
+/// The public routes' samples (sample token for the sample publication, which has no JWT secret, so
+/// Piano's verification decides): list, then winback, then cancel, through fake Stripe and Piano.
+#[tokio::test]
+async fn public_route_samples_list_winback_and_cancel() {
+    use support::stripe_world as w;
+    let store = support::embedded_store();
+    let stripe = support::fake_stripe::FakeStripe::start().await;
+    let piano = support::fake_piano::FakePiano::start().await;
+    let config = shared::api::ApiConfig {
+        piano_api_base: Some(piano.base_url().to_owned()),
+        ..shared::api::ApiConfig::default()
+    };
+    let mut state = support::app_state_with(store.store.clone(), stripe.base_url()).with_config(config);
+    state.piano = std::sync::Arc::new(piano.client());
+    let (status, _) = invoke("settings-api", "put-settings.json", state.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let list = sample("subscriptions-list", "list-subscriptions.json");
+    let token = serde_json::from_str::<serde_json::Value>(&list).unwrap()["queryStringParameters"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    piano.accept_token("AbCdEf1234", "piano-api-token-0123456789", &token, "PNIdemo0001");
+    let publication = shared::domain::ids::PublicationId::parse("demo").unwrap();
+    let mut reader = shared::domain::customer::Customer::new(publication, 0);
+    reader.piano_uid = Some("PNIdemo0001".into());
+    reader
+        .stripe_customer_ids
+        .insert(shared::domain::ids::AccountKey::parse("main").unwrap(), "cus_demo_reader".into());
+    shared::store::repo::customers::create(store.store.as_ref(), &reader).await.unwrap();
+    for (price, amount) in [("price_monthly", 1500), ("price_winback", 750)] {
+        stripe.put_object(w::price(price, "prod_demo_digital", amount, "month"));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let monthly = stripe.object("price_monthly").unwrap();
+    stripe.put_object(w::subscription(
+        "sub_demo_reader",
+        "cus_demo_reader",
+        "active",
+        monthly,
+        now,
+        (now, now + 2_592_000),
+    ));
+
+    let (status, body) = invoke_text("subscriptions-list", &list, state.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subscriptions"][0]["id"], "sub_demo_reader");
+    let (status, body) = invoke("subscriptions-winback", "accept-offer.json", state.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["message"], "Plan changed. No schedule for this price.");
+    let (status, body) = invoke("subscriptions-cancel", "cancel-at-period-end.json", state).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["cancel_at_period_end"], true);
+}
+
 #[test]
 fn every_sample_belongs_to_a_function() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
