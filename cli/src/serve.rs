@@ -82,7 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         (Arc::new(store), Arc::new(MemoryQueue::new(shared::queue::ALL)))
     };
     let stripe = Arc::new(HttpStripe::from_env()?);
-    let piano = Arc::new(HttpPiano::new()?);
+    let piano = Arc::new(HttpPiano::new());
     let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);
     let app = api::all_routes(state.clone());
     let workers = Workers::start(&state);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::api::{ApiConfig, AppState};
 use crate::config::{self, ConfigError};
 use crate::http::auth::AdminAuth;
-use crate::piano::client::{HttpPiano, PianoConfigError};
+use crate::piano::client::HttpPiano;
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{QueueDef, QueueError};
 use crate::store::StoreError;
@@ -24,8 +24,6 @@ pub enum InitError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Stripe(#[from] StripeConfigError),
-    #[error(transparent)]
-    Piano(#[from] PianoConfigError),
 }
 
 /// What a function needs besides the store.
@@ -51,7 +49,7 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     store.warm_up().await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), urls);
-    let piano = HttpPiano::new()?;
+    let piano = HttpPiano::new();
     Ok(AppState::new(Arc::new(store), Arc::new(queue), admin, Arc::new(stripe), Arc::new(piano))
         .with_config(api_config))
 }

@@ -5,5 +5,6 @@ pub mod auth;
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod outbound;
 
 pub use error::ApiError;

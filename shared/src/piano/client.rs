@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::domain::secret::Secret;
 use crate::domain::settings::PianoRegion;
+use crate::http::outbound::LazyClient;
 
 /// Optional environment variable pointing every region's calls elsewhere (a fake server in tests).
 pub const API_BASE_ENV: &str = "CRM_PIANO_API_BASE";
@@ -69,32 +70,32 @@ pub trait PianoApi: Send + Sync + 'static {
     async fn verify_token(&self, base: &str, aid: &str, api_token: &Secret, token: &str) -> Result<String, PianoError>;
 }
 
-/// The HTTP client could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("Piano client configuration: {0}")]
-pub struct PianoConfigError(String);
-
 /// `PianoApi` over HTTPS with reqwest (rustls on ring).
 #[derive(Debug, Clone)]
 pub struct HttpPiano {
-    client: reqwest::Client,
+    client: LazyClient,
     backoff: Duration,
     max_retries: u32,
     deadline: Duration,
 }
 
+impl Default for HttpPiano {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HttpPiano {
-    pub fn new() -> Result<Self, PianoConfigError> {
-        crate::stripe::client::install_tls_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
-            .user_agent(USER_AGENT)
-            // A redirect would carry the secret query elsewhere; Piano's API answers without them.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PianoConfigError(format!("HTTP client: {e}")))?;
-        Ok(Self { client, backoff: DEFAULT_BACKOFF, max_retries: MAX_RETRIES, deadline: TOTAL_TIMEOUT })
+    pub fn new() -> Self {
+        let client = LazyClient::new(|builder| {
+            builder
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(TOTAL_TIMEOUT)
+                .user_agent(USER_AGENT)
+                // A redirect would carry the secret query elsewhere; Piano's API answers without them.
+                .redirect(reqwest::redirect::Policy::none())
+        });
+        Self { client, backoff: DEFAULT_BACKOFF, max_retries: MAX_RETRIES, deadline: TOTAL_TIMEOUT }
     }
 
     /// The first backoff step (tests use a millisecond).
@@ -108,7 +109,12 @@ impl HttpPiano {
         let attempts = async {
             let mut retries = 0;
             loop {
-                let request = self.client.post(url.clone()).header(reqwest::header::ACCEPT, "application/json");
+                let request = self
+                    .client
+                    .get()
+                    .map_err(PianoError::Unavailable)?
+                    .post(url.clone())
+                    .header(reqwest::header::ACCEPT, "application/json");
                 let failure = match send(request, secrets).await {
                     Ok(answer) => return Ok(answer),
                     Err(failure) => failure,

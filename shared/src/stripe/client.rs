@@ -9,6 +9,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::domain::secret::Secret;
+use crate::http::outbound::LazyClient;
 
 /// Where the real Stripe API lives.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -289,7 +290,7 @@ pub fn install_tls_provider() {
 /// `StripeApi` over HTTPS with reqwest (rustls on ring).
 #[derive(Debug, Clone)]
 pub struct HttpStripe {
-    client: reqwest::Client,
+    client: LazyClient,
     base: String,
     backoff: Duration,
     max_retries: u32,
@@ -302,13 +303,9 @@ impl HttpStripe {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(StripeConfigError(format!("base URL {base_url:?}: must be http(s)://host[:port][/path]")));
         }
-        install_tls_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| StripeConfigError(format!("HTTP client: {e}")))?;
+        let client = LazyClient::new(|builder| {
+            builder.connect_timeout(CONNECT_TIMEOUT).timeout(TOTAL_TIMEOUT).user_agent(USER_AGENT)
+        });
         Ok(Self {
             client,
             base: base_url.trim_end_matches('/').to_owned(),
@@ -357,7 +354,12 @@ impl HttpStripe {
         let body = form.map(Params::encode);
         let mut retries = 0;
         loop {
-            let mut request = self.client.request(method.clone(), &url).headers(headers.clone());
+            let mut request = self
+                .client
+                .get()
+                .map_err(StripeError::Transport)?
+                .request(method.clone(), &url)
+                .headers(headers.clone());
             if let Some(body) = &body {
                 request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body.clone());
             }

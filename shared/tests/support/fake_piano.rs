@@ -88,7 +88,7 @@ impl FakePiano {
 
     /// A client with a 1 ms backoff.
     pub fn client(&self) -> HttpPiano {
-        HttpPiano::new().expect("Piano client").with_backoff(Duration::from_millis(1))
+        HttpPiano::new().with_backoff(Duration::from_millis(1))
     }
 
     /// From now on `token` verifies for application `aid` with `api_token`, as user `uid`.
