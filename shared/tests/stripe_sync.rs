@@ -71,6 +71,7 @@ async fn a_lifecycle_builds_the_record(store: Arc<dyn Store>) {
         record["activities"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
     // invoice.paid and invoice.payment_succeeded announce one payment: one entry.
     assert_eq!(kinds, ["payment_failed", "payment_succeeded", "subscription_started"]);
+    assert_eq!(record["activities"][1]["at"], "2025-06-15T15:06:42Z", "one `at`, in RFC 3339");
 
     // The customer pays; a refund follows.
     let mut paid = w::invoice("in_2", "cus_A", "sub_1", "paid", 1500, T0 + 30 * DAY);

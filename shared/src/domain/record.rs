@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::activity::Activity;
+use super::activity::{Activity, ActivityKind};
 use super::billing::{InvoiceState, ItemState, PaymentStatus, StripeBilling, SubscriptionState};
 use super::customer::Customer;
 use super::ids::{AccountKey, CustomerId};
-use super::money::{Currency, Totals};
+use super::money::{Currency, Money, Totals};
 
 /// RFC 3339 for an epoch second; `None` for times out of range.
 pub fn rfc3339(epoch: i64) -> Option<String> {
@@ -82,12 +82,39 @@ pub struct InvoiceView {
     pub hosted_invoice_url: Option<String>,
 }
 
+/// A timeline entry as shown: its time in RFC 3339 (stored as epoch seconds).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActivityView {
+    pub key: String,
     pub at: Option<String>,
-    #[serde(flatten)]
-    pub activity: Activity,
+    pub kind: ActivityKind,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+impl From<Activity> for ActivityView {
+    fn from(a: Activity) -> Self {
+        Self {
+            at: rfc3339(a.at),
+            key: a.key,
+            kind: a.kind,
+            summary: a.summary,
+            amount: a.amount,
+            provider: a.provider,
+            account: a.account,
+            object_id: a.object_id,
+            event_id: a.event_id,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -256,7 +283,7 @@ impl CustomerRecord {
             subscriptions: subscriptions.into_iter().map(|s| subscription_view(s, billing, names)).collect(),
             invoices: invoices.into_iter().map(invoice_view).collect(),
             entitlements: Vec::new(),
-            activities: activities.into_iter().map(|a| ActivityView { at: rfc3339(a.at), activity: a }).collect(),
+            activities: activities.into_iter().map(ActivityView::from).collect(),
             activities_next,
             open_tasks: Vec::new(),
             created_at: rfc3339(customer.created_at),
