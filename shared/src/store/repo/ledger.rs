@@ -45,8 +45,9 @@ pub async fn claim(
     hold_until: i64,
 ) -> Result<Claim, StoreError> {
     let key = keys_of::event(publication, provider, event_id);
-    // Versions only grow, so a stale token of a crashed attempt can never complete a newer claim.
-    let version = ulid::Ulid::new().timestamp_ms();
+    // Each claim gets its own version (milliseconds, then 20 random bits for claims within one
+    // millisecond), so the stale token of a crashed attempt can never complete a newer claim.
+    let version = (ulid::Ulid::new().timestamp_ms() << 20) | u64::from(rand::random::<u32>() & 0xF_FFFF);
     let item = Item::new(key.clone(), to_doc(&LedgerDoc { status: Status::InProgress })?)
         .with_version(version)
         .expiring_at(hold_until);
