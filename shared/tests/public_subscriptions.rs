@@ -200,6 +200,15 @@ async fn every_resolution_error_of_the_seed() {
     assert!(headers.get("access-control-allow-origin").is_none(), "no CORS for an origin nobody configured");
 }
 
+/// The publication's Stripe key refused by Stripe: the seed's message for a Stripe client it cannot get.
+#[tokio::test]
+async fn a_refused_stripe_key_is_reported_as_the_seed_says() {
+    let site = Site::new().await;
+    site.stripe.set_valid_key("sk_test_some_other_account_key");
+    let (status, body) = site.list(&site.token, Some(ORIGIN)).await;
+    assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Failed to get Stripe client for this publication.")));
+}
+
 #[tokio::test]
 async fn forged_and_expired_tokens_are_refused() {
     let site = Site::new().await;

@@ -101,7 +101,10 @@ impl ApiConfig {
                     .map_err(|e| ConfigError::Invalid { name: "CRM_PUBLIC_BASE_URL", why: e.to_string() })?,
             ),
         };
-        let piano_api_base = config::optional(crate::piano::client::API_BASE_ENV)?;
+        let piano_api_base = match config::optional(crate::piano::client::API_BASE_ENV)? {
+            Some(base) => Some(base),
+            None => config::optional(crate::piano::client::API_BASE_ENV_ALIAS)?,
+        };
         Ok(Self { stripe_tolerance_secs, public_base_url, piano_api_base })
     }
 }

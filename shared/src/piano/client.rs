@@ -17,6 +17,8 @@ use crate::http::outbound::LazyClient;
 
 /// Optional environment variable pointing every region's calls elsewhere (a fake server in tests).
 pub const API_BASE_ENV: &str = "CRM_PIANO_API_BASE";
+/// The same, under the name the public-routes specification uses; `CRM_PIANO_API_BASE` wins.
+pub const API_BASE_ENV_ALIAS: &str = "PIANO_API_BASE";
 /// Piano ID's token verification endpoint.
 pub const TOKEN_VERIFY_PATH: &str = "/id/api/v1/publisher/token/verify";
 /// Retries after the first attempt, at most.

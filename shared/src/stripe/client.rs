@@ -15,6 +15,8 @@ use crate::http::outbound::LazyClient;
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// Optional environment variable pointing the client elsewhere (a fake server in tests).
 pub const API_BASE_ENV: &str = "CRM_STRIPE_API_BASE";
+/// The same, under the name the public-routes specification uses; `CRM_STRIPE_API_BASE` wins.
+pub const API_BASE_ENV_ALIAS: &str = "STRIPE_API_BASE";
 /// The API version every request pins, so responses keep one shape whatever the account's default.
 pub const API_VERSION: &str = "2025-03-31.basil";
 /// Retries after the first attempt, at most.
@@ -314,12 +316,12 @@ impl HttpStripe {
         })
     }
 
-    /// The real Stripe, or the base URL in `CRM_STRIPE_API_BASE` when that is set and not empty.
+    /// The real Stripe, or the base URL in `CRM_STRIPE_API_BASE` (or `STRIPE_API_BASE`) when set and not empty.
     pub fn from_env() -> Result<Self, StripeConfigError> {
-        match std::env::var(API_BASE_ENV) {
-            Ok(base) if !base.trim().is_empty() => Self::new(base.trim()),
-            _ => Self::new(DEFAULT_API_BASE),
-        }
+        let configured = [API_BASE_ENV, API_BASE_ENV_ALIAS]
+            .into_iter()
+            .find_map(|name| std::env::var(name).ok().filter(|base| !base.trim().is_empty()));
+        Self::new(configured.as_deref().map_or(DEFAULT_API_BASE, str::trim))
     }
 
     /// The first backoff step (tests use a millisecond).
