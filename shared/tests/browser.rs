@@ -11,32 +11,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{Value, json};
-use shared::api::ApiConfig;
-use shared::domain::customer::Customer;
-use shared::domain::ids::{AccountKey, PublicationId};
-use shared::domain::settings::PublicationSettings;
-use shared::store::repo::customers;
-use shared::store::repo::publications::{self, StoredSettings};
-use support::fake_piano::FakePiano;
-use support::fake_stripe::FakeStripe;
-use support::stripe_world as w;
+use support::public_site::Site;
 use tokio::net::TcpListener;
-
-const AID: &str = "AidDaily01";
-const API_TOKEN: &str = "piano-api-token-0123456789";
-const JWT_SECRET: &str = "piano-jwt-secret-for-the-daily-0123";
-const READER: &str = "PNIreader0001";
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 fn page_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cancellation-page")
@@ -80,15 +62,6 @@ async fn serve_page(listener: TcpListener) {
     axum::serve(listener, app).await.unwrap();
 }
 
-async fn customer(store: &dyn shared::store::Store, uid: &str, stripe: &[(&str, &str)]) {
-    let mut c = Customer::new(PublicationId::parse("daily").unwrap(), now());
-    c.piano_uid = Some(uid.into());
-    for (account, id) in stripe {
-        c.stripe_customer_ids.insert(AccountKey::parse(account).unwrap(), (*id).into());
-    }
-    customers::create(store, &c).await.unwrap();
-}
-
 /// Runs drive.mjs with `args`; its one JSON line, or a failure with everything it printed.
 async fn drive(chromium: &Path, test_dir: &Path, args: Vec<String>) -> Value {
     let mut command = std::process::Command::new("node");
@@ -111,40 +84,8 @@ async fn chromium_clicks_through_list_winback_and_cancel_across_origins() {
     let page_port = page_listener.local_addr().unwrap().port();
     let origin = format!("http://127.0.0.1:{page_port}");
 
-    let store = support::embedded_store();
-    let stripe = FakeStripe::start().await;
-    let piano = FakePiano::start().await;
-    let mut settings = w::settings();
-    settings["origins"] = json!([origin]);
-    settings["piano"] = json!({"aid": AID, "apiToken": API_TOKEN, "privateKey": "thestringliteralisexactlyfortych",
-                               "jwtSecret": JWT_SECRET, "region": "eu"});
-    settings["winbackOffers"] = json!([
-        {"priceId": "price_half", "label": "Half price", "appliesToPriceIds": ["price_monthly"], "changeAt": "now"}
-    ]);
-    let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
-    let stored =
-        StoredSettings { publication_id: PublicationId::parse("daily").unwrap(), settings: parsed, updated_at: 0 };
-    publications::put(store.store.as_ref(), &stored, None).await.unwrap();
-    customer(store.store.as_ref(), READER, &[("main", "cus_R")]).await;
-    customer(store.store.as_ref(), "PNIother0002", &[("main", "cus_O")]).await;
-
-    for (id, amount) in [("price_monthly", 1500), ("price_half", 750)] {
-        stripe.put_object(w::price(id, "prod_digital", amount, "month"));
-    }
-    let period = (now() - 86_400, now() + 29 * 86_400);
-    let monthly = stripe.object("price_monthly").unwrap();
-    stripe.put_object(w::subscription("sub_R1", "cus_R", "active", monthly.clone(), now() - 86_400, period));
-    stripe.put_object(w::subscription("sub_R0", "cus_R", "canceled", monthly.clone(), now() - 900_000, period));
-    stripe.put_object(w::subscription("sub_O1", "cus_O", "active", monthly, now() - 86_400, period));
-    let claims = json!({"aud": AID, "sub": READER, "exp": now() + 3600, "email": "reader@example.com"});
-    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
-    let token =
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap();
-    piano.accept_token(AID, API_TOKEN, &token, READER);
-
-    let config = ApiConfig { piano_api_base: Some(piano.base_url().to_owned()), ..ApiConfig::default() };
-    let mut state = support::app_state_with(store.store.clone(), stripe.base_url()).with_config(config);
-    state.piano = Arc::new(piano.client());
+    let site = Site::serving(&origin).await;
+    let (token, state, stripe) = (site.token.clone(), site.state.clone(), &site.stripe);
 
     // The CRM on its own port, exactly the routes `crm serve` mounts; the page on the other.
     let crm_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
