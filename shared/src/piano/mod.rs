@@ -1,5 +1,7 @@
-//! Piano: Piano ID access tokens (local HS256 verification) and the REST client (token verification,
-//! the authoritative check). Webhook decryption and the other REST calls join here with their issues.
+//! Piano: Piano ID access tokens (local HS256 verification), the REST client (token verification,
+//! the authoritative check) and the webhook `data` format (decryption, as Piano's SDKs do it; the
+//! webhook proxy of the Piano issue is its caller). The other REST calls join with their issues.
 
 pub mod client;
 pub mod token;
+pub mod webhook;
