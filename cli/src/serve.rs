@@ -12,9 +12,10 @@ use anyhow::Context;
 use shared::api::{self, ApiConfig, AppState};
 use shared::http::auth::AdminAuth;
 use shared::piano::client::HttpPiano;
+use shared::piano::forward::{ForwardWorker, Forwarder};
 use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
-use shared::queue::{EVENTS, Queue, worker};
+use shared::queue::{EVENTS, FORWARD, Queue, worker};
 use shared::store::Store;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
@@ -132,7 +133,14 @@ impl Workers {
     fn start(state: &AppState) -> Self {
         let shutdown = CancellationToken::new();
         let events = Arc::new(EventWorker::new(state.store.clone(), state.stripe.clone()));
-        let tasks = vec![tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, events, shutdown.clone()))];
+        // Local runs forward to local endpoints too unless told otherwise.
+        let allow_private =
+            shared::config::optional("CRM_FORWARD_ALLOW_PRIVATE").ok().flatten().as_deref() != Some("0");
+        let forwards = Arc::new(ForwardWorker::new(Arc::new(Forwarder::new(allow_private))));
+        let tasks = vec![
+            tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, events, shutdown.clone())),
+            tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())),
+        ];
         Self { shutdown, tasks }
     }
 

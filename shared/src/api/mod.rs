@@ -2,6 +2,7 @@
 //! function's `main.rs` runs its own under lambda_http. Handlers only see the ports in `AppState`.
 
 pub mod customers;
+pub mod piano_webhook;
 pub mod settings;
 pub mod stripe_accounts;
 pub mod stripe_webhook;
@@ -25,6 +26,7 @@ pub fn all_routes(state: AppState) -> axum::Router {
         settings::routes(state.clone())
             .merge(customers::routes(state.clone()))
             .merge(stripe_webhook::routes(state.clone()))
+            .merge(piano_webhook::routes(state.clone()))
             .merge(subscriptions::list_routes(state.clone()))
             .merge(subscriptions::cancel_routes(state.clone()))
             .merge(subscriptions::winback_routes(state)),

@@ -3,5 +3,6 @@
 //! webhook proxy of the Piano issue is its caller). The other REST calls join with their issues.
 
 pub mod client;
+pub mod forward;
 pub mod token;
 pub mod webhook;

@@ -33,7 +33,17 @@ pub const EVENTS: QueueDef = QueueDef {
     url_env: "CRM_EVENTS_QUEUE_URL",
 };
 
-pub const ALL: &[QueueDef] = &[EVENTS];
+/// Piano webhooks to replay to a publication's legacy endpoints, one message per endpoint, so each
+/// retries on its own; `piano-forwarder` consumes it (timeout 20 s × 6 ≤ 120 s).
+pub const FORWARD: QueueDef = QueueDef {
+    name: "forward",
+    dlq_name: "forward-dlq",
+    visibility_timeout_secs: 120,
+    max_receive_count: 8,
+    url_env: "CRM_FORWARD_QUEUE_URL",
+};
+
+pub const ALL: &[QueueDef] = &[EVENTS, FORWARD];
 
 /// Dead-letter queues keep messages this long (the SQS maximum), to leave time for a redrive.
 pub const DLQ_RETENTION_SECS: u32 = 14 * 24 * 3600;

@@ -127,6 +127,7 @@ pub fn router_of(binary: &str, state: AppState) -> axum::Router {
         "settings-api" => settings::router(state),
         "customers-api" => shared::api::customers::router(state),
         "stripe-webhook" => shared::api::stripe_webhook::router(state),
+        "piano-webhook" => shared::api::piano_webhook::router(state),
         "subscriptions-list" => shared::api::subscriptions::list_router(state),
         "subscriptions-cancel" => shared::api::subscriptions::cancel_router(state),
         "subscriptions-winback" => shared::api::subscriptions::winback_router(state),

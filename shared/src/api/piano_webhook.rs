@@ -1,0 +1,91 @@
+//! `piano-webhook`: `GET|POST /webhooks/piano/{publicationId}`, the one URL Piano allows. Checks and
+//! decrypts `data` (query, form or JSON body), then queues one forward job per legacy endpoint of the
+//! publication and answers 200 at once: a legacy endpoint never makes Piano wait or retry.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::domain::ids::PublicationId;
+use crate::http::ApiError;
+use crate::http::body::RawBody;
+use crate::http::context::{finish, record_publication};
+use crate::piano::forward::ForwardJob;
+use crate::piano::webhook::{decrypt, parse_event};
+use crate::queue::{FORWARD, OutMessage};
+use crate::sync::envelope::MAX_BODY_BYTES;
+
+pub const PATH: &str = "/webhooks/piano/{publication_id}";
+
+pub fn routes(state: AppState) -> Router {
+    Router::new().route(PATH, get(receive).post(receive)).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
+}
+
+pub fn router(state: AppState) -> Router {
+    finish(routes(state))
+}
+
+fn form_value(text: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(text.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// `data` from the query string, a form body or a JSON body, in that order.
+fn data_of(query: Option<&str>, content_type: Option<&str>, body: &str) -> Option<String> {
+    let from_query = query.and_then(|q| form_value(q, "data"));
+    let from_body = || match content_type.unwrap_or_default() {
+        t if t.starts_with("application/x-www-form-urlencoded") => form_value(body, "data"),
+        t if t.starts_with("application/json") => {
+            serde_json::from_str::<Value>(body).ok()?.get("data")?.as_str().map(str::to_owned)
+        }
+        _ => None,
+    };
+    from_query.or_else(from_body).filter(|d| !d.is_empty())
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(publication): Path<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<Value>, ApiError> {
+    let unknown = || ApiError::NotFound("unknown publication".into());
+    let publication = PublicationId::parse(&publication).map_err(|_| unknown())?;
+    record_publication(&publication);
+    let settings = state.settings.get(state.store.as_ref(), &publication).await?.ok_or_else(unknown)?;
+    let piano = settings.settings.piano.as_ref().ok_or_else(unknown)?;
+
+    let body = String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let data = data_of(query.as_deref(), content_type.as_deref(), &body)
+        .ok_or_else(|| ApiError::BadRequest("missing data".into()))?;
+    let plaintext = decrypt(&data, &piano.private_key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let event = parse_event(&plaintext).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+
+    let jobs: Vec<OutMessage> = piano
+        .legacy_webhook_urls
+        .iter()
+        .map(|url| {
+            let job = ForwardJob {
+                publication: publication.clone(),
+                url: url.url().as_str().to_owned(),
+                method: method.to_string(),
+                query: query.clone(),
+                content_type: content_type.clone(),
+                body: body.clone(),
+            };
+            serde_json::to_string(&job).map(OutMessage::new)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !jobs.is_empty() {
+        state.queue.send(FORWARD.name, &jobs).await.map_err(|e| ApiError::Unavailable(format!("forward jobs: {e}")))?;
+    }
+    tracing::info!(kind = event.kind.as_deref().unwrap_or("unknown"), forwards = jobs.len(), "Piano event received");
+    Ok(Json(json!({ "received": true })))
+}

@@ -1,0 +1,198 @@
+//! The Piano proxy's fan-out: a forward job replays Piano's original request (method, query string
+//! with `data`, body, content type) to one legacy endpoint. Jobs travel on the forward queue, one per
+//! endpoint, so a dead endpoint retries (and ends in the dead-letter queue) without delaying others.
+//! Private, loopback and link-local targets are refused unless the deployment allows them
+//! (`CRM_FORWARD_ALLOW_PRIVATE=1`, for tests and local runs); the checked address is the one used.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::PublicationId;
+use crate::queue::Received;
+use crate::queue::worker::BatchHandler;
+
+/// One delivery of one Piano request to one legacy endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardJob {
+    pub publication: PublicationId,
+    /// The legacy endpoint, without the original query (which `query` carries).
+    pub url: String,
+    pub method: String,
+    /// The original query string, `data` included, as received.
+    pub query: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("job is not valid: {0}")]
+    BadJob(String),
+    #[error("target refused: {0}")]
+    Refused(String),
+    #[error("delivery failed: {0}")]
+    Failed(String),
+}
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                // 100.64.0.0/10, carrier-grade NAT
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80) // link local
+        }
+    }
+}
+
+/// Delivers forward jobs.
+pub struct Forwarder {
+    client: crate::http::outbound::LazyClient,
+    allow_private: bool,
+}
+
+impl Forwarder {
+    pub fn new(allow_private: bool) -> Self {
+        let client = crate::http::outbound::LazyClient::new(|builder| {
+            // A legacy endpoint redirecting elsewhere must not get around the address check.
+            builder.timeout(TIMEOUT).connect_timeout(Duration::from_secs(5)).redirect(reqwest::redirect::Policy::none())
+        });
+        Self { client, allow_private }
+    }
+
+    /// The address to connect to, after the check (resolving once, so a second lookup cannot differ).
+    async fn target(&self, url: &url::Url) -> Result<SocketAddr, ForwardError> {
+        let host = url.host_str().ok_or_else(|| ForwardError::BadJob("URL without host".into()))?;
+        let port = url.port_or_known_default().ok_or_else(|| ForwardError::BadJob("URL without port".into()))?;
+        let mut addresses = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| ForwardError::Failed(format!("resolving {host}: {e}")))?;
+        let address = addresses.next().ok_or_else(|| ForwardError::Failed(format!("{host} has no address")))?;
+        if !self.allow_private && !is_public(address.ip()) {
+            return Err(ForwardError::Refused(format!("{host} resolves to a non-public address")));
+        }
+        Ok(address)
+    }
+
+    pub async fn deliver(&self, job: &ForwardJob) -> Result<u16, ForwardError> {
+        let mut url = url::Url::parse(&job.url).map_err(|e| ForwardError::BadJob(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ForwardError::BadJob("only http(s) targets".into()));
+        }
+        url.set_query(job.query.as_deref());
+        let method =
+            reqwest::Method::from_bytes(job.method.as_bytes()).map_err(|e| ForwardError::BadJob(e.to_string()))?;
+        let address = self.target(&url).await?;
+        let client = self.client.get().map_err(ForwardError::Failed)?;
+        // Pin the checked address for this request only (a per-request client keeps the pool clean).
+        let pinned = match url.host_str() {
+            Some(host) if url.host().is_some_and(|h| matches!(h, url::Host::Domain(_))) => reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .resolve(host, address)
+                .build()
+                .map_err(|e| ForwardError::Failed(e.to_string()))?,
+            _ => client.clone(),
+        };
+        let mut request = pinned.request(method, url).body(job.body.clone());
+        if let Some(content_type) = &job.content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        let response = request.send().await.map_err(|e| ForwardError::Failed(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(status.as_u16())
+        } else {
+            Err(ForwardError::Failed(format!("{} answered {status}", job.url)))
+        }
+    }
+}
+
+/// `piano-forwarder`: each message is one job; a failed delivery fails only its message.
+pub struct ForwardWorker {
+    forwarder: Arc<Forwarder>,
+}
+
+impl ForwardWorker {
+    pub fn new(forwarder: Arc<Forwarder>) -> Self {
+        Self { forwarder }
+    }
+
+    async fn one(&self, message: &Received) -> bool {
+        let job: ForwardJob = match serde_json::from_str(&message.body) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(error = %e, "forward job is not valid; it goes to the dead-letter queue");
+                return false;
+            }
+        };
+        match self.forwarder.deliver(&job).await {
+            Ok(status) => {
+                tracing::info!(url = %job.url, status, publication = %job.publication, "Piano event forwarded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(url = %job.url, error = %e, attempt = message.receive_count, "forward failed; will retry");
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for ForwardWorker {
+    async fn handle(&self, batch: &[Received]) -> Vec<String> {
+        let results = futures::future::join_all(batch.iter().map(|m| self.one(m))).await;
+        batch.iter().zip(results).filter(|(_, ok)| !ok).map(|(m, _)| m.id.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.4",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "2606:2800:220:1::1", "1.1.1.1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The Piano webhook proxy: Piano's request, checked and decrypted, fans out to every legacy endpoint
+//! as one forward job each; the forwarder replays method, query, body and content type, a dead
+//! endpoint fails only its own job, and private targets are refused unless allowed.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use shared::api::AppState;
+use shared::domain::ids::PublicationId;
+use shared::domain::secret::Secret;
+use shared::domain::settings::PublicationSettings;
+use shared::piano::forward::{ForwardWorker, Forwarder};
+use shared::piano::webhook::encrypt;
+use shared::queue::FORWARD;
+use shared::queue::worker::BatchHandler;
+use shared::store::repo::publications::{self, StoredSettings};
+use tower::ServiceExt;
+
+const PRIVATE_KEY: &str = "thestringliteralisexactlyfortych";
+
+type Seen = Arc<Mutex<Vec<(String, String, String, Option<String>)>>>;
+
+/// A legacy endpoint that records what it receives and answers 200.
+async fn legacy() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let record = record.clone();
+        async move {
+            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let query = uri.query().unwrap_or_default().to_owned();
+            record.lock().unwrap().push((
+                method.to_string(),
+                query,
+                String::from_utf8_lossy(&body).into_owned(),
+                content_type,
+            ));
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/piano-hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// A port nothing listens on.
+async fn dead() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/gone", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+async fn setup(legacy_urls: &[&str]) -> (support::TestStore, AppState) {
+    let store = support::embedded_store();
+    let settings = json!({
+        "name": "The Daily", "origins": ["https://www.daily.example"],
+        "piano": {"aid": "AidDaily01", "apiToken": "piano-api-token-0123456789", "privateKey": PRIVATE_KEY,
+                  "region": "us", "legacyWebhookUrls": legacy_urls}
+    });
+    let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
+    let stored =
+        StoredSettings { publication_id: PublicationId::parse("daily").unwrap(), settings: parsed, updated_at: 0 };
+    publications::put(store.store.as_ref(), &stored, None).await.unwrap();
+    let state = support::app_state(store.store.clone());
+    (store, state)
+}
+
+fn data() -> String {
+    let event = json!({"version": 2, "type": "access_granted", "aid": "AidDaily01", "uid": "PNIreader0001",
+                       "rid": "RXYZ", "term_id": "TMABC", "expires": 1_900_000_000, "custom": {"sku": "EBOOK-42"}});
+    encrypt(&event.to_string(), &Secret::new(PRIVATE_KEY))
+}
+
+fn encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = shared::api::piano_webhook::router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn forward_all(state: &AppState, allow_private: bool) -> (usize, Vec<String>) {
+    let batch = state.queue.receive(FORWARD.name, 10, Duration::from_millis(10)).await.unwrap();
+    let worker = ForwardWorker::new(Arc::new(Forwarder::new(allow_private)));
+    let failed = worker.handle(&batch).await;
+    (batch.len(), failed)
+}
+
+#[tokio::test]
+async fn a_get_fans_out_to_every_legacy_endpoint_and_a_dead_one_fails_alone() {
+    let (alive, seen) = legacy().await;
+    let gone = dead().await;
+    let (_store, state) = setup(&[&alive, &gone]).await;
+    let query = format!("data={}&source=piano", encoded(&data()));
+    let (status, body) =
+        call(&state, Request::get(format!("/webhooks/piano/daily?{query}")).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"received": true})));
+
+    let (jobs, failed) = forward_all(&state, true).await;
+    assert_eq!(jobs, 2, "one job per legacy endpoint");
+    assert_eq!(failed.len(), 1, "only the dead endpoint's job is retried");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, vec![("GET".to_owned(), query, String::new(), None)], "the original request, replayed");
+}
+
+#[tokio::test]
+async fn form_and_json_bodies_are_replayed_as_sent() {
+    let (alive, seen) = legacy().await;
+    let (_store, state) = setup(&[&alive]).await;
+    let form = format!("data={}", encoded(&data()));
+    let request = Request::post("/webhooks/piano/daily")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.clone()))
+        .unwrap();
+    assert_eq!(call(&state, request).await.0, StatusCode::OK);
+    let json_body = json!({"data": data()}).to_string();
+    let request = Request::post("/webhooks/piano/daily?v=2")
+        .header("content-type", "application/json")
+        .body(Body::from(json_body.clone()))
+        .unwrap();
+    assert_eq!(call(&state, request).await.0, StatusCode::OK);
+
+    let (jobs, failed) = forward_all(&state, true).await;
+    assert_eq!((jobs, failed.len()), (2, 0));
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("POST".to_owned(), String::new(), form, Some("application/x-www-form-urlencoded".to_owned())),
+            ("POST".to_owned(), "v=2".to_owned(), json_body, Some("application/json".to_owned())),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_data_is_refused_and_nothing_is_queued() {
+    let (alive, _seen) = legacy().await;
+    let (_store, state) = setup(&[&alive]).await;
+    let good = data();
+    let (c, h) = good.rsplit_once("~~~").unwrap();
+    let tampered = format!("{c}~~~{}", h.replace(&h[..2], "AA"));
+    for query in [String::new(), "data=".into(), format!("data={}", encoded(&tampered)), "data=not~~~base64!".into()] {
+        let (status, body) =
+            call(&state, Request::get(format!("/webhooks/piano/daily?{query}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body["error"].is_string());
+    }
+    let (status, _) = call(
+        &state,
+        Request::get(format!("/webhooks/piano/nobody?data={}", encoded(&good))).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(forward_all(&state, true).await.0, 0);
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_unless_allowed() {
+    let (alive, seen) = legacy().await;
+    let (_store, state) = setup(&[&alive]).await;
+    let get = || Request::get(format!("/webhooks/piano/daily?data={}", encoded(&data()))).body(Body::empty()).unwrap();
+    assert_eq!(call(&state, get()).await.0, StatusCode::OK);
+    let (jobs, failed) = forward_all(&state, false).await;
+    assert_eq!((jobs, failed.len()), (1, 1), "127.0.0.1 is refused by default");
+    assert!(seen.lock().unwrap().is_empty());
+}
