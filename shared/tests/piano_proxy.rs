@@ -176,3 +176,54 @@ async fn private_targets_are_refused_unless_allowed() {
     assert_eq!((jobs, failed.len()), (1, 1), "127.0.0.1 is refused by default");
     assert!(seen.lock().unwrap().is_empty());
 }
+
+/// The CRM's copy of each Piano event: a Piano user is linked to the customer Stripe already made for
+/// the same email (one person, one record), and a redelivery of the same `data` is a duplicate.
+#[tokio::test]
+async fn piano_users_join_the_customer_of_their_email() {
+    use shared::domain::customer::{Customer, Identity};
+    use shared::domain::ids::Email;
+    use shared::store::repo::customers;
+    use shared::sync::Outcome;
+    use shared::sync::worker::EventWorker;
+
+    let (store, state) = setup(&[]).await;
+    let publication = PublicationId::parse("daily").unwrap();
+    let mut from_stripe = Customer::new(publication.clone(), 0);
+    from_stripe.email = Some(Email::parse("reader@example.com").unwrap());
+    customers::create(store.store.as_ref(), &from_stripe).await.unwrap();
+
+    let user = |uid: &str, email: &str| {
+        let event = json!({"version": 2, "type": "user_created", "aid": "AidDaily01", "uid": uid, "user_email": email});
+        encrypt(&event.to_string(), &Secret::new(PRIVATE_KEY))
+    };
+    let stripe = shared::stripe::client::HttpStripe::new("http://127.0.0.1:9").unwrap();
+    let worker = EventWorker::new(store.store.clone(), Arc::new(stripe));
+    let mut outcomes = Vec::new();
+    for data in [
+        user("PNIreader0001", "Reader@Example.com"),
+        user("PNIreader0001", "Reader@Example.com"),
+        user("PNInew00002", "new@example.com"),
+    ] {
+        let request =
+            Request::get(format!("/webhooks/piano/daily?data={}", encoded(&data))).body(Body::empty()).unwrap();
+        assert_eq!(call(&state, request).await.0, StatusCode::OK);
+        let queued = state.queue.receive(shared::queue::EVENTS.name, 10, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(queued.len(), 1, "the CRM's copy of the event");
+        outcomes.push(worker.process(&queued[0].body).await.unwrap());
+        state.queue.delete(shared::queue::EVENTS.name, &[queued[0].receipt.clone()]).await.unwrap();
+    }
+    assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate, Outcome::Applied]);
+    let linked = customers::find(store.store.as_ref(), &publication, &Identity::Piano("PNIreader0001".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(linked.value.id, from_stripe.id, "the Stripe-made record, not a second one");
+    let created = customers::find(store.store.as_ref(), &publication, &Identity::Piano("PNInew00002".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(created.value.email.unwrap().as_str(), "new@example.com");
+    let (all, _) = customers::list(store.store.as_ref(), &publication, 10, None).await.unwrap();
+    assert_eq!(all.len(), 2);
+}

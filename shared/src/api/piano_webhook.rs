@@ -1,6 +1,7 @@
 //! `piano-webhook`: `GET|POST /webhooks/piano/{publicationId}`, the one URL Piano allows. Checks and
-//! decrypts `data` (query, form or JSON body), then queues one forward job per legacy endpoint of the
-//! publication and answers 200 at once: a legacy endpoint never makes Piano wait or retry.
+//! decrypts `data` (query, form or JSON body), then queues the event for the CRM and one forward job
+//! per legacy endpoint of the publication, and answers 200 at once: a legacy endpoint never makes
+//! Piano wait or retry.
 
 use axum::Json;
 use axum::Router;
@@ -16,8 +17,8 @@ use crate::http::body::RawBody;
 use crate::http::context::{finish, record_publication};
 use crate::piano::forward::ForwardJob;
 use crate::piano::webhook::{decrypt, parse_event};
-use crate::queue::{FORWARD, OutMessage};
-use crate::sync::envelope::MAX_BODY_BYTES;
+use crate::queue::{EVENTS, FORWARD, OutMessage};
+use crate::sync::envelope::{self, Header, MAX_BODY_BYTES, Provider};
 
 pub const PATH: &str = "/webhooks/piano/{publication_id}";
 
@@ -44,6 +45,12 @@ fn data_of(query: Option<&str>, content_type: Option<&str>, body: &str) -> Optio
         _ => None,
     };
     from_query.or_else(from_body).filter(|d| !d.is_empty())
+}
+
+/// A Piano event's id: Piano sends none, and a redelivery repeats the same `data`.
+fn event_id(data: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("pn_{}", &hex::encode(Sha256::digest(data.as_bytes()))[..32])
 }
 
 async fn receive(
@@ -83,6 +90,16 @@ async fn receive(
         })
         .collect::<Result<_, _>>()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The CRM's copy first: when it cannot be queued, Piano retries and no endpoint got it twice.
+    let header = Header {
+        provider: Provider::Piano,
+        publication: publication.clone(),
+        account: None,
+        received_at: crate::store::now_epoch(),
+        event_id: Some(event_id(&data)),
+    };
+    let crm = OutMessage::new(envelope::encode(&header, &plaintext));
+    state.queue.send(EVENTS.name, &[crm]).await.map_err(|e| ApiError::Unavailable(format!("CRM event: {e}")))?;
     if !jobs.is_empty() {
         state.queue.send(FORWARD.name, &jobs).await.map_err(|e| ApiError::Unavailable(format!("forward jobs: {e}")))?;
     }

@@ -55,7 +55,8 @@ async fn receive(
     // A parsed JSON document is UTF-8.
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
 
-    let header = Header { provider: Provider::Stripe, publication, account: Some(key), received_at: now };
+    let header =
+        Header { provider: Provider::Stripe, publication, account: Some(key), received_at: now, event_id: None };
     state
         .queue
         .send(EVENTS.name, &[OutMessage::new(envelope::encode(&header, text))])

@@ -11,6 +11,7 @@ use crate::queue::MAX_MESSAGE_BYTES;
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Stripe,
+    Piano,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,9 @@ pub struct Header {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountKey>,
     pub received_at: i64,
+    /// Piano events carry no id: the proxy names each by a hash of its `data`, which a redelivery repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 /// Room left for the header in a message.
@@ -56,6 +60,7 @@ mod tests {
             publication: PublicationId::parse("demo").unwrap(),
             account: Some(AccountKey::parse("main").unwrap()),
             received_at: 5,
+            event_id: None,
         };
         let body = "{\n  \"id\": \"evt_1\",\n  \"name\": \"a \\\"quoted\\\" name\"\n}";
         let message = encode(&header, body);

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::envelope::{self, Provider};
 use super::identity::IdentityCache;
-use super::{Outcome, SyncError, stripe};
+use super::{Outcome, SyncError, piano, stripe};
 use crate::queue::Received;
 use crate::queue::worker::BatchHandler;
 use crate::store::Store;
@@ -58,6 +58,12 @@ impl EventWorker {
                     now: crate::store::now_epoch(),
                 };
                 stripe::apply(&ctx, &event).await
+            }
+            Provider::Piano => {
+                let event = crate::piano::webhook::parse_event(body).map_err(|e| SyncError::Message(e.to_string()))?;
+                let id = header.event_id.ok_or_else(|| SyncError::Message("Piano message without event id".into()))?;
+                tracing::Span::current().record("event_id", id.as_str());
+                piano::apply(self.store.as_ref(), &header.publication, &id, &event, crate::store::now_epoch()).await
             }
         }
     }
