@@ -227,3 +227,52 @@ async fn piano_users_join_the_customer_of_their_email() {
     let (all, _) = customers::list(store.store.as_ref(), &publication, 10, None).await.unwrap();
     assert_eq!(all.len(), 2);
 }
+
+/// Access events set the reader's entitlements (with a timeline entry each), shown on the record.
+#[tokio::test]
+async fn access_events_set_entitlements_on_the_record() {
+    use shared::sync::Outcome;
+    use shared::sync::worker::EventWorker;
+
+    let (store, state) = setup(&[]).await;
+    let stripe = shared::stripe::client::HttpStripe::new("http://127.0.0.1:9").unwrap();
+    let worker = EventWorker::new(store.store.clone(), Arc::new(stripe));
+    let access = |kind: &str| {
+        let event = json!({"version": 2, "type": kind, "aid": "AidDaily01", "uid": "PNIreader0001",
+                           "user_email": "reader@example.com", "rid": "RXYZ", "term_id": "TMABC", "expires": 1_900_000_000});
+        encrypt(&event.to_string(), &Secret::new(PRIVATE_KEY))
+    };
+    let granted = access("access_granted");
+    let mut outcomes = Vec::new();
+    for data in [granted.clone(), granted, access("access_revoked")] {
+        let request =
+            Request::get(format!("/webhooks/piano/daily?data={}", encoded(&data))).body(Body::empty()).unwrap();
+        assert_eq!(call(&state, request).await.0, StatusCode::OK);
+        let queued = state.queue.receive(shared::queue::EVENTS.name, 10, Duration::from_millis(10)).await.unwrap();
+        outcomes.push(worker.process(&queued[0].body).await.unwrap());
+        state.queue.delete(shared::queue::EVENTS.name, &[queued[0].receipt.clone()]).await.unwrap();
+        // Piano sends one event at a time; the next one is received later.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate, Outcome::Applied]);
+
+    let get = |path: String| {
+        Request::get(path).header("authorization", format!("Bearer {}", support::OPERATOR)).body(Body::empty()).unwrap()
+    };
+    let all = shared::api::all_routes(state.clone());
+    let list =
+        all.clone().oneshot(get("/admin/publications/daily/customers?email=reader@example.com".into())).await.unwrap();
+    let list: Value = serde_json::from_slice(&list.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let record = all.oneshot(get(format!("/admin/publications/daily/customers/{id}"))).await.unwrap();
+    let record: Value = serde_json::from_slice(&record.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(record["pianoUid"], "PNIreader0001");
+    assert_eq!(
+        record["entitlements"],
+        json!([{"provider": "piano", "resourceId": "RXYZ", "termId": "TMABC",
+                                               "expiresAt": "2030-03-17T17:46:40Z", "status": "revoked"}])
+    );
+    let kinds: Vec<&str> =
+        record["activities"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["access_revoked", "access_granted"]);
+}

@@ -25,6 +25,9 @@ pub enum ActivityKind {
     PaymentFailed,
     Refund,
     CheckoutCompleted,
+    AccessGranted,
+    AccessModified,
+    AccessRevoked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

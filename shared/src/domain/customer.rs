@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::access::PianoAccess;
 use super::billing::StripeBilling;
 use super::ids::{AccountKey, CustomerId, Email, PublicationId};
 
@@ -27,6 +28,8 @@ pub struct Customer {
     pub updated_at: i64,
     #[serde(default)]
     pub stripe: StripeBilling,
+    #[serde(default)]
+    pub piano: PianoAccess,
 }
 
 impl Customer {
@@ -41,6 +44,7 @@ impl Customer {
             created_at: now,
             updated_at: now,
             stripe: StripeBilling::default(),
+            piano: PianoAccess::default(),
         }
     }
 

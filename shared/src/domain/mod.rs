@@ -1,6 +1,7 @@
 //! Plain types and pure rules, no I/O. Types here parse their input (`Email::parse`, serde's
 //! `try_from`), so a value that exists is valid.
 
+pub mod access;
 pub mod activity;
 pub mod automation;
 pub mod billing;

@@ -282,7 +282,18 @@ impl CustomerRecord {
             mrr: billing.mrr(),
             subscriptions: subscriptions.into_iter().map(|s| subscription_view(s, billing, names)).collect(),
             invoices: invoices.into_iter().map(invoice_view).collect(),
-            entitlements: Vec::new(),
+            entitlements: customer
+                .piano
+                .entitlements
+                .values()
+                .map(|t| {
+                    let e = &t.state;
+                    serde_json::json!({
+                        "provider": "piano", "resourceId": e.resource_id, "termId": e.term_id,
+                        "expiresAt": at(e.expires_at), "status": e.status,
+                    })
+                })
+                .collect(),
             activities: activities.into_iter().map(ActivityView::from).collect(),
             activities_next,
             open_tasks: Vec::new(),

@@ -63,7 +63,14 @@ impl EventWorker {
                 let event = crate::piano::webhook::parse_event(body).map_err(|e| SyncError::Message(e.to_string()))?;
                 let id = header.event_id.ok_or_else(|| SyncError::Message("Piano message without event id".into()))?;
                 tracing::Span::current().record("event_id", id.as_str());
-                piano::apply(self.store.as_ref(), &header.publication, &id, &event, crate::store::now_epoch()).await
+                let delivery = piano::Delivery {
+                    publication: &header.publication,
+                    event_id: &id,
+                    event: &event,
+                    received_at: header.received_at,
+                    now: crate::store::now_epoch(),
+                };
+                piano::apply(self.store.as_ref(), &delivery).await
             }
         }
     }
