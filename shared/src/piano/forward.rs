@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::PublicationId;
 use crate::queue::Received;
-use crate::queue::worker::BatchHandler;
+use crate::queue::worker::{BatchHandler, each_concurrently};
 
 /// One delivery of one Piano request to one legacy endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,8 +165,7 @@ impl ForwardWorker {
 #[async_trait]
 impl BatchHandler for ForwardWorker {
     async fn handle(&self, batch: &[Received]) -> Vec<String> {
-        let results = futures::future::join_all(batch.iter().map(|m| self.one(m))).await;
-        batch.iter().zip(results).filter(|(_, ok)| !ok).map(|(m, _)| m.id.clone()).collect()
+        each_concurrently(batch, |m| self.one(m)).await
     }
 }
 

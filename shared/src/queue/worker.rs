@@ -46,6 +46,17 @@ pub async fn lambda_batch(
     response
 }
 
+/// Processes every message of a batch at once (they are independent) and answers the ids of those
+/// `process` reports as failed: what a `BatchHandler` returns.
+pub async fn each_concurrently<'a, F, Fut>(batch: &'a [Received], process: F) -> Vec<String>
+where
+    F: Fn(&'a Received) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let results = futures::future::join_all(batch.iter().map(process)).await;
+    batch.iter().zip(results).filter(|(_, ok)| !ok).map(|(m, _)| m.id.clone()).collect()
+}
+
 /// Delay before a failed message's next attempt: exponential in its receive count, capped.
 pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_secs(2u64.saturating_pow(receive_count.min(9)).min(300))

@@ -67,6 +67,20 @@ pub(crate) async fn contention_pause(round: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
 }
 
+/// Writes an event's ledger entry alone (an event that changes no record): `outcome` the first
+/// time, `Duplicate` when the event was recorded before.
+pub(crate) async fn record_seen(
+    store: &dyn crate::store::Store,
+    ledger_entry: crate::store::WriteOp,
+    outcome: Outcome,
+) -> Result<Outcome, SyncError> {
+    match store.write(vec![ledger_entry]).await {
+        Ok(()) => Ok(outcome),
+        Err(StoreError::ConditionFailed { .. }) => Ok(Outcome::Duplicate),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What applying one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

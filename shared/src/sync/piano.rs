@@ -3,16 +3,16 @@
 //! set the customer's entitlements, with a timeline entry each. Each event is recorded in the ledger
 //! (under the id the proxy gave it) in the transaction that applies it, so a redelivery is a duplicate.
 
-use super::{Outcome, ROUNDS, SyncError, contention_pause};
+use super::{Outcome, ROUNDS, SyncError, contention_pause, record_seen};
 use crate::domain::access::{Entitlement, EntitlementStatus};
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::billing::{Merge, Tracked};
 use crate::domain::customer::{Customer, Identity};
 use crate::domain::ids::{Email, PublicationId};
 use crate::piano::webhook::PianoEvent;
+use crate::store::Store;
 use crate::store::repo::customers::{self, CustomerWriteError};
 use crate::store::repo::{Versioned, activities, ledger};
-use crate::store::{Store, StoreError, WriteOp};
 
 const PROVIDER: &str = "piano";
 
@@ -24,14 +24,6 @@ pub struct Delivery<'a> {
     /// When the proxy received it: Piano sends an application's events one at a time, in order.
     pub received_at: i64,
     pub now: i64,
-}
-
-async fn record(store: &dyn Store, op: WriteOp, outcome: Outcome) -> Result<Outcome, SyncError> {
-    match store.write(vec![op]).await {
-        Ok(()) => Ok(outcome),
-        Err(StoreError::ConditionFailed { .. }) => Ok(Outcome::Duplicate),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The customer of this Piano user: by uid, else the one with its email (linked now), else a new one.
@@ -93,7 +85,7 @@ fn access_change(d: &Delivery<'_>) -> Option<(ActivityKind, EntitlementStatus)> 
 pub async fn apply(store: &dyn Store, d: &Delivery<'_>) -> Result<Outcome, SyncError> {
     let ledger = || ledger::applied(d.publication, PROVIDER, d.event_id, d.now);
     let Some(uid) = d.event.uid.clone().filter(|u| !u.is_empty()) else {
-        return record(store, ledger()?, Outcome::Ignored("Piano event without a user".into())).await;
+        return record_seen(store, ledger()?, Outcome::Ignored("Piano event without a user".into())).await;
     };
     let access = access_change(d).zip(d.event.rid.clone().filter(|r| !r.is_empty()));
     for round in 0..ROUNDS {
@@ -102,7 +94,7 @@ pub async fn apply(store: &dyn Store, d: &Delivery<'_>) -> Result<Outcome, SyncE
         }
         let found = customer_of(store, d, &uid).await?;
         let Some(((kind, status), rid)) = access.clone() else {
-            return record(store, ledger()?, Outcome::Applied).await;
+            return record_seen(store, ledger()?, Outcome::Applied).await;
         };
         let mut after = found.value.clone();
         let entitlement = Entitlement {

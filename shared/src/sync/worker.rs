@@ -11,7 +11,7 @@ use super::envelope::{self, Provider};
 use super::identity::IdentityCache;
 use super::{Outcome, SyncError, piano, stripe};
 use crate::queue::Received;
-use crate::queue::worker::BatchHandler;
+use crate::queue::worker::{BatchHandler, each_concurrently};
 use crate::store::Store;
 use crate::store::repo::publications::SettingsCache;
 use crate::stripe::client::StripeApi;
@@ -101,8 +101,6 @@ impl EventWorker {
 #[async_trait]
 impl BatchHandler for EventWorker {
     async fn handle(&self, batch: &[Received]) -> Vec<String> {
-        // Messages of a batch are independent: process them concurrently, report each failure alone.
-        let results = futures::future::join_all(batch.iter().map(|m| self.process_logged(m))).await;
-        batch.iter().zip(results).filter(|(_, ok)| !ok).map(|(m, _)| m.id.clone()).collect()
+        each_concurrently(batch, |m| self.process_logged(m)).await
     }
 }

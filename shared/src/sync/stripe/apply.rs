@@ -21,7 +21,7 @@ use crate::stripe::client::{Params, StripeApi, StripeAuth};
 use crate::stripe::event::{Event, Payload};
 use crate::stripe::objects as obj;
 use crate::sync::identity::{self, Hints, IdentityCache};
-use crate::sync::{Outcome, ROUNDS, SyncError, contention_pause};
+use crate::sync::{Outcome, ROUNDS, SyncError, contention_pause, record_seen};
 
 const PROVIDER: &str = "stripe";
 
@@ -66,11 +66,7 @@ impl Context<'_> {
 
     /// Records an event that changes nothing, so a redelivery is recognised as a duplicate too.
     async fn record_only(&self, event: &Event, why: String) -> Result<Outcome, SyncError> {
-        match self.store.write(vec![self.ledger(event)?]).await {
-            Ok(()) => Ok(Outcome::Ignored(why)),
-            Err(StoreError::ConditionFailed { .. }) => Ok(Outcome::Duplicate),
-            Err(e) => Err(e.into()),
-        }
+        record_seen(self.store, self.ledger(event)?, Outcome::Ignored(why)).await
     }
 }
 
