@@ -132,7 +132,7 @@ struct Workers {
 impl Workers {
     fn start(state: &AppState) -> Self {
         let shutdown = CancellationToken::new();
-        let events = Arc::new(EventWorker::new(state.store.clone(), state.stripe.clone()));
+        let events = Arc::new(EventWorker::for_state(state));
         // Local runs forward to local endpoints too unless told otherwise.
         let allow_private =
             shared::config::optional("CRM_FORWARD_ALLOW_PRIVATE").ok().flatten().as_deref() != Some("0");

@@ -1,10 +1,14 @@
-//! `HttpPiano` against the fake Piano server over TCP: token verification's answers, the query it
-//! sends, retries and their limits, and errors that never show the API token or the reader's JWT.
+//! `HttpPiano` against the fake Piano server over TCP: token verification's answers, user reads and
+//! webhook settings, the requests they send, retries and their limits, and errors that never show the
+//! API token or the reader's JWT.
 
 mod support;
 
 use shared::domain::secret::Secret;
-use shared::piano::client::{MAX_RETRIES, PianoApi, PianoError, TOKEN_VERIFY_PATH};
+use shared::piano::client::{
+    MAX_RETRIES, PianoApi, PianoError, TOKEN_VERIFY_PATH, USER_GET_PATH, WEBHOOK_SETTINGS_PATH,
+    WEBHOOK_SETTINGS_UPDATE_PATH,
+};
 use support::fake_piano::{Failure, FakePiano};
 
 const AID: &str = "AbCdEfGhIj";
@@ -167,4 +171,63 @@ async fn errors_never_show_the_api_token_or_the_jwt() {
     let error = client.verify_token("not a url", AID, &api_token(), JWT).await.unwrap_err();
     assert!(matches!(error, PianoError::Unavailable(_)), "{error:?}");
     assert_no_secrets(&error);
+}
+
+#[tokio::test]
+async fn a_user_is_read_with_a_form_body_and_named() {
+    let piano = FakePiano::start().await;
+    piano.add_app(AID, API_TOKEN);
+    piano.add_user(AID, UID, "reader@example.com", "Ada", "Reader");
+
+    let user = piano.client().user(piano.base_url(), AID, &api_token(), UID).await.unwrap();
+    assert_eq!(user.email.as_deref(), Some("reader@example.com"));
+    assert_eq!(user.name().as_deref(), Some("Ada Reader"));
+    let request = &piano.requests()[0];
+    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", USER_GET_PATH));
+    assert!(request.query.is_empty(), "the API token travels in the body, not the URL");
+    assert_eq!(request.field("api_token").as_deref(), Some(API_TOKEN));
+    assert_eq!(request.field("uid").as_deref(), Some(UID));
+
+    // Piano's refusals (unknown user, wrong API token) are final and show no secret.
+    let unknown = piano.client().user(piano.base_url(), AID, &api_token(), "PNInobody").await.unwrap_err();
+    assert!(matches!(&unknown, PianoError::Rejected(m) if m.contains("User not found")), "{unknown}");
+    let wrong = Secret::new("pianoApiToken0123-wrong");
+    let denied = piano.client().user(piano.base_url(), AID, &wrong, UID).await.unwrap_err();
+    assert!(matches!(denied, PianoError::Rejected(_)));
+    assert!(!denied.is_transient());
+    assert_no_secrets(&denied);
+
+    // An outage is retried, then reported as one that may pass later.
+    piano.clear_requests();
+    piano.fail_next(1, 502);
+    assert!(piano.client().user(piano.base_url(), AID, &api_token(), UID).await.is_ok());
+    assert_eq!(piano.requests().len(), 2);
+    piano.fail_next(usize::try_from(MAX_RETRIES).unwrap() + 1, 503);
+    let down = piano.client().user(piano.base_url(), AID, &api_token(), UID).await.unwrap_err();
+    assert!(down.is_transient(), "{down}");
+}
+
+#[tokio::test]
+async fn the_webhook_url_is_set_and_read_back() {
+    let piano = FakePiano::start().await;
+    piano.add_app(AID, API_TOKEN);
+    let client = piano.client();
+    let url = "https://crm.example.com/webhooks/piano/daily";
+
+    assert_eq!(client.webhook_settings(piano.base_url(), AID, &api_token()).await.unwrap().url, None);
+    client.set_webhook_url(piano.base_url(), AID, &api_token(), url).await.unwrap();
+    let held = client.webhook_settings(piano.base_url(), AID, &api_token()).await.unwrap();
+    assert_eq!((held.url.as_deref(), held.enabled), (Some(url), Some(true)));
+    let requests = piano.requests();
+    let update = requests.iter().find(|r| r.path == WEBHOOK_SETTINGS_UPDATE_PATH).unwrap();
+    assert_eq!(update.method, "POST");
+    assert_eq!(update.field("url").as_deref(), Some(url));
+    assert_eq!(update.field("enabled").as_deref(), Some("true"));
+    let read = requests.iter().rfind(|r| r.path == WEBHOOK_SETTINGS_PATH).unwrap();
+    assert_eq!((read.method.as_str(), read.param("aid")), ("GET", Some(AID)));
+
+    let wrong = Secret::new("pianoApiToken0123-wrong");
+    let denied = client.set_webhook_url(piano.base_url(), AID, &wrong, url).await.unwrap_err();
+    assert!(matches!(denied, PianoError::Rejected(_)), "{denied}");
+    assert_no_secrets(&denied);
 }

@@ -293,6 +293,7 @@ async fn store_round_trips_per_applied_event() {
             publication: publication.clone(),
             account: Some(AccountKey::parse(delivery.account).unwrap()),
             received_at: 0,
+            received_at_us: None,
             event_id: None,
         };
         let message = envelope::encode(&header, &delivery.event.to_string());

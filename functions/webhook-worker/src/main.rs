@@ -10,7 +10,7 @@ use shared::sync::worker::EventWorker;
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
     let state = shared::runtime::aws_state(shared::runtime::Needs::default()).await?;
-    let worker = Arc::new(EventWorker::new(state.store, state.stripe));
+    let worker = Arc::new(EventWorker::for_state(&state));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
         let worker = worker.clone();
         async move { Ok::<_, lambda_runtime::Error>(lambda_batch(worker.as_ref(), event.payload).await) }

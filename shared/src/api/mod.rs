@@ -2,6 +2,7 @@
 //! function's `main.rs` runs its own under lambda_http. Handlers only see the ports in `AppState`.
 
 pub mod customers;
+pub mod piano_registration;
 pub mod piano_webhook;
 pub mod settings;
 pub mod stripe_accounts;

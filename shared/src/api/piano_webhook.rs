@@ -91,11 +91,13 @@ async fn receive(
         .collect::<Result<_, _>>()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     // The CRM's copy first: when it cannot be queued, Piano retries and no endpoint got it twice.
+    let now = time::OffsetDateTime::now_utc();
     let header = Header {
         provider: Provider::Piano,
         publication: publication.clone(),
         account: None,
-        received_at: crate::store::now_epoch(),
+        received_at: now.unix_timestamp(),
+        received_at_us: i64::try_from(now.unix_timestamp_nanos() / 1000).ok(),
         event_id: Some(event_id(&data)),
     };
     let crm = OutMessage::new(envelope::encode(&header, &plaintext));

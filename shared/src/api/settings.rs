@@ -31,6 +31,7 @@ pub fn routes(state: AppState) -> Router {
             "/admin/publications/{publication_id}/stripe-accounts/{account_key}/webhook-endpoint",
             post(super::stripe_accounts::connect_webhook),
         )
+        .route("/admin/publications/{publication_id}/piano/webhook", post(super::piano_registration::register_webhook))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }

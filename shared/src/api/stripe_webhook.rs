@@ -55,8 +55,14 @@ async fn receive(
     // A parsed JSON document is UTF-8.
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
 
-    let header =
-        Header { provider: Provider::Stripe, publication, account: Some(key), received_at: now, event_id: None };
+    let header = Header {
+        provider: Provider::Stripe,
+        publication,
+        account: Some(key),
+        received_at: now,
+        received_at_us: None,
+        event_id: None,
+    };
     state
         .queue
         .send(EVENTS.name, &[OutMessage::new(envelope::encode(&header, text))])

@@ -1,11 +1,9 @@
 //! What a customer may read, watch or download through Piano: one entitlement per resource (`rid`),
 //! the latest access event's state of it, stamped like every provider state with its time.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::billing::{Progress, Tracked};
+use super::billing::Progress;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,11 +23,3 @@ pub struct Entitlement {
 }
 
 impl Progress for Entitlement {}
-
-/// The Piano side of a customer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PianoAccess {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub entitlements: BTreeMap<String, Tracked<Entitlement>>,
-}

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::access::PianoAccess;
 use super::billing::StripeBilling;
 use super::ids::{AccountKey, CustomerId, Email, PublicationId};
+use super::piano::PianoSide;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,7 +29,7 @@ pub struct Customer {
     #[serde(default)]
     pub stripe: StripeBilling,
     #[serde(default)]
-    pub piano: PianoAccess,
+    pub piano: PianoSide,
 }
 
 impl Customer {
@@ -44,7 +44,7 @@ impl Customer {
             created_at: now,
             updated_at: now,
             stripe: StripeBilling::default(),
-            piano: PianoAccess::default(),
+            piano: PianoSide::default(),
         }
     }
 
@@ -74,16 +74,27 @@ impl Customer {
         self.stripe_customer_ids.entry(account.clone()).or_insert_with(|| stripe_id.to_owned());
     }
 
-    /// Email and name follow the newest Stripe profile that has them; a record without one keeps its own.
+    /// Email and name follow the newest provider profile that has them (Stripe's customers, Piano's
+    /// user); a record without one keeps its own.
     pub fn refresh_contact(&mut self) {
-        let mut live: Vec<_> = self.stripe.profiles.values().filter(|p| !p.state.deleted).collect();
-        live.sort_by_key(|p| (p.as_of, p.state.customer_id.clone()));
-        if let Some(email) = live.iter().rev().find_map(|p| p.state.email.as_deref().and_then(|e| Email::parse(e).ok()))
-        {
+        // (time, tie-break, email, name) per profile; a Piano profile sorts after a Stripe one of the same second.
+        let mut live: Vec<(i64, String, Option<&str>, Option<&str>)> = self
+            .stripe
+            .profiles
+            .values()
+            .filter(|p| !p.state.deleted)
+            .map(|p| (p.as_of, format!("0{}", p.state.customer_id), p.state.email.as_deref(), p.state.name.as_deref()))
+            .collect();
+        if let Some(p) = self.piano.profile.as_ref().filter(|p| !p.state.disabled) {
+            // Piano's times are microseconds (see `domain::piano`).
+            live.push((p.as_of / 1_000_000, "1".into(), p.state.email.as_deref(), p.state.name.as_deref()));
+        }
+        live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        if let Some(email) = live.iter().rev().find_map(|p| p.2.and_then(|e| Email::parse(e).ok())) {
             self.email = Some(email);
         }
-        if let Some(name) = live.iter().rev().find_map(|p| p.state.name.clone().filter(|n| !n.trim().is_empty())) {
-            self.name = Some(name);
+        if let Some(name) = live.iter().rev().find_map(|p| p.3.filter(|n| !n.trim().is_empty())) {
+            self.name = Some(name.to_owned());
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod billing;
 pub mod customer;
 pub mod ids;
 pub mod money;
+pub mod piano;
 pub mod record;
 pub mod secret;
 pub mod settings;

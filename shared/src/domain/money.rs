@@ -75,6 +75,27 @@ impl Money {
         Self { amount, currency }
     }
 
+    /// An amount written in major units (`"9.99"`, `"1000"`, `"1.5"`), as providers other than Stripe
+    /// send them, in minor units: exact, no floats. More decimals than the currency has, a sign, an
+    /// exponent or an overflow is `None`.
+    pub fn from_major(text: &str, currency: Currency) -> Option<Self> {
+        let text = text.trim();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let exp = currency.exponent() as usize;
+        if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) {
+            return None;
+        }
+        // Trailing zeros beyond the currency's decimals are harmless ("9.990").
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > exp {
+            return None;
+        }
+        let minor = format!("{whole}{fraction:0<exp$}");
+        let amount = if minor.is_empty() { 0 } else { minor.parse::<i64>().ok()? };
+        Some(Self { amount, currency })
+    }
+
     /// `15.00 USD`, `1500 JPY`, `1.500 BHD`: for messages and notifications.
     pub fn display(&self) -> String {
         let exp = self.currency.exponent();
@@ -125,6 +146,25 @@ mod tests {
 
     fn money(amount: i64, currency: &str) -> Money {
         Money::new(amount, Currency::parse(currency).unwrap())
+    }
+
+    #[test]
+    fn major_units_parse_exactly() {
+        let cur = |c: &str| Currency::parse(c).unwrap();
+        let minor = |t: &str, c: &str| Money::from_major(t, cur(c)).map(|m| m.amount);
+        assert_eq!(minor("9.99", "usd"), Some(999));
+        assert_eq!(minor("10", "usd"), Some(1000));
+        assert_eq!(minor("1.5", "eur"), Some(150));
+        assert_eq!(minor(".5", "eur"), Some(50));
+        assert_eq!(minor("9.990", "usd"), Some(999));
+        assert_eq!(minor("1500", "jpy"), Some(1500));
+        assert_eq!(minor("1500.0", "jpy"), Some(1500));
+        assert_eq!(minor("1.234", "kwd"), Some(1234));
+        assert_eq!(minor("0.1", "jpy"), None);
+        assert_eq!(minor("9.999", "usd"), None);
+        for bad in ["", ".", "-1", "1e3", "1,5", "abc", "99999999999999999999"] {
+            assert_eq!(minor(bad, "usd"), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::billing::{InvoiceState, ItemState, PaymentStatus, StripeBilling, Subs
 use super::customer::Customer;
 use super::ids::{AccountKey, CustomerId};
 use super::money::{Currency, Money, Totals};
+use super::piano::{PianoSubscription, combined_status};
 
 /// RFC 3339 for an epoch second; `None` for times out of range.
 pub fn rfc3339(epoch: i64) -> Option<String> {
@@ -48,7 +49,8 @@ pub struct BillingCycle {
 pub struct SubscriptionView {
     pub id: String,
     pub provider: &'static str,
-    pub account: AccountKey,
+    /// The Stripe account; `None` for Piano.
+    pub account: Option<AccountKey>,
     pub status: String,
     pub items: Vec<Plan>,
     pub mrr: Totals,
@@ -61,6 +63,11 @@ pub struct SubscriptionView {
     pub current_period_end: Option<String>,
     pub created: Option<String>,
     pub schedule: Option<Value>,
+    /// Piano's term and resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,7 +189,7 @@ fn subscription_view(s: &SubscriptionState, billing: &StripeBilling, names: &Pro
     SubscriptionView {
         id: s.id.clone(),
         provider: "stripe",
-        account: s.account.clone(),
+        account: Some(s.account.clone()),
         status: s.status.clone(),
         items: s.items.iter().map(|i| plan_of(i, names)).collect(),
         mrr: s.mrr(),
@@ -195,7 +202,45 @@ fn subscription_view(s: &SubscriptionState, billing: &StripeBilling, names: &Pro
         current_period_end: at(s.current_period_end),
         created: at(s.created),
         schedule,
+        term_id: None,
+        resource_id: None,
     }
+}
+
+fn piano_subscription_view(s: &PianoSubscription) -> SubscriptionView {
+    SubscriptionView {
+        id: s.id.clone(),
+        provider: "piano",
+        account: None,
+        status: s.status.clone(),
+        items: Vec::new(),
+        mrr: Totals::default(),
+        cancel_at_period_end: s.status == "canceled",
+        cancel_at: None,
+        canceled_at: None,
+        ended_at: None,
+        trial_end: None,
+        current_period_start: None,
+        current_period_end: at(s.expires_at),
+        created: None,
+        schedule: None,
+        term_id: s.term_id.clone(),
+        resource_id: s.resource_id.clone(),
+    }
+}
+
+/// Both providers' payment status as one.
+fn payment_status(customer: &Customer) -> PaymentStatus {
+    combined_status(customer.stripe.payment_status(), customer.piano.payment_status())
+}
+
+/// Both providers' lifetime value, per currency.
+fn lifetime_value(customer: &Customer) -> Totals {
+    let mut totals = customer.stripe.lifetime_value();
+    for (currency, amount) in customer.piano.lifetime_value().iter() {
+        totals.add(currency, amount);
+    }
+    totals
 }
 
 fn invoice_view(i: &InvoiceState) -> InvoiceView {
@@ -236,9 +281,9 @@ impl CustomerSummary {
             id: customer.id.clone(),
             email: customer.email.as_ref().map(|e| e.to_string()),
             name: customer.name.clone(),
-            payment_status: billing.payment_status(),
+            payment_status: payment_status(customer),
             plan: billing.main_subscription().and_then(|s| s.items.first()).map(|i| plan_of(i, &ProductNames::new())),
-            lifetime_value: billing.lifetime_value(),
+            lifetime_value: lifetime_value(customer),
             mrr: billing.mrr(),
             created_at: rfc3339(customer.created_at),
         }
@@ -272,15 +317,19 @@ impl CustomerRecord {
             stripe_customer_ids: customer.stripe_customer_ids.clone(),
             additional_stripe_customer_ids: additional,
             piano_uid: customer.piano_uid.clone(),
-            payment_status: billing.payment_status(),
+            payment_status: payment_status(customer),
             plan: main.and_then(|s| s.items.first()).map(|i| plan_of(i, names)),
             billing_cycle: main.map(|s| BillingCycle {
                 current_period_start: at(s.current_period_start),
                 current_period_end: at(s.current_period_end),
             }),
-            lifetime_value: billing.lifetime_value(),
+            lifetime_value: lifetime_value(customer),
             mrr: billing.mrr(),
-            subscriptions: subscriptions.into_iter().map(|s| subscription_view(s, billing, names)).collect(),
+            subscriptions: subscriptions
+                .into_iter()
+                .map(|s| subscription_view(s, billing, names))
+                .chain(customer.piano.subscriptions.values().map(|t| piano_subscription_view(&t.state)))
+                .collect(),
             invoices: invoices.into_iter().map(invoice_view).collect(),
             entitlements: customer
                 .piano

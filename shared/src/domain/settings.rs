@@ -189,6 +189,16 @@ impl From<HttpUrl> for String {
 }
 
 impl PublicationSettings {
+    /// The catalogue entry selling Piano resource `rid`.
+    pub fn product_of_piano_resource(&self, rid: &str) -> Option<&CatalogueEntry> {
+        self.catalogue.iter().find(|c| c.piano_resource_ids.iter().any(|r| r == rid))
+    }
+
+    /// The catalogue entry selling Stripe product `product_id`.
+    pub fn product_of_stripe_product(&self, product_id: &str) -> Option<&CatalogueEntry> {
+        self.catalogue.iter().find(|c| c.stripe_product_ids.iter().any(|p| p == product_id))
+    }
+
     /// Parses a PUT body. Secrets sent back in their masked form keep the values of `previous`.
     pub fn parse(body: &[u8], previous: Option<&PublicationSettings>) -> Result<Self, SettingsError> {
         let mut de = serde_json::Deserializer::from_slice(body);

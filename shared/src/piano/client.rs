@@ -1,10 +1,12 @@
-//! Piano's REST API as a port (`PianoApi`) and its HTTP adapter (`HttpPiano`). Today one call: Piano ID
-//! token verification, the authoritative check of a reader's access token. Every call has a connect
-//! timeout, an overall deadline and bounded retries with full jitter on answers that may succeed later.
+//! Piano's REST API as a port (`PianoApi`) and its HTTP adapter (`HttpPiano`): Piano ID token
+//! verification (the authoritative check of a reader's access token), user reads (profile fields a
+//! webhook lacks) and the application's webhook settings (registration of the proxy's URL). Every call
+//! has a connect timeout, an overall deadline and bounded retries with full jitter on answers that may
+//! succeed later.
 //!
-//! Piano takes the application's API token and the reader's JWT as query parameters, so the request URL
-//! is a secret: it is never logged, and transport errors are reported without it. Texts kept from Piano's
-//! answers are masked again in case they echo either value.
+//! Piano takes the application's API token (and the reader's JWT) as parameters, sometimes in the
+//! query, so a request URL can be a secret: it is never logged, and transport errors are reported
+//! without it. Texts kept from Piano's answers are masked again in case they echo a secret.
 
 use std::time::Duration;
 
@@ -21,6 +23,11 @@ pub const API_BASE_ENV: &str = "CRM_PIANO_API_BASE";
 pub const API_BASE_ENV_ALIAS: &str = "PIANO_API_BASE";
 /// Piano ID's token verification endpoint.
 pub const TOKEN_VERIFY_PATH: &str = "/id/api/v1/publisher/token/verify";
+/// A user's profile (form: `aid`, `api_token`, `uid`).
+pub const USER_GET_PATH: &str = "/api/v3/publisher/user/get";
+/// The application's webhook settings: read (GET with query) and update (form POST).
+pub const WEBHOOK_SETTINGS_PATH: &str = "/api/v3/publisher/webhook/settings";
+pub const WEBHOOK_SETTINGS_UPDATE_PATH: &str = "/api/v3/publisher/webhook/settings/update";
 /// Retries after the first attempt, at most.
 pub const MAX_RETRIES: u32 = 2;
 /// First backoff step; doubles with every retry up to `MAX_BACKOFF`, with full jitter.
@@ -58,18 +65,63 @@ pub enum PianoError {
     /// retries allowed; the same call may succeed later.
     #[error("Piano unavailable: {0}")]
     Unavailable(String),
+    /// Piano answered and refused the call (a v3 error `code`, 401 or 403: wrong API token, unknown
+    /// application or user); repeating it will not help.
+    #[error("Piano refused the call: {0}")]
+    Rejected(String),
+}
+
+impl PianoError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PianoError::Unavailable(_))
+    }
+}
+
+/// A Piano user's profile fields the CRM keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PianoUser {
+    pub uid: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+impl PianoUser {
+    /// "First Last", either alone, or `None`.
+    pub fn name(&self) -> Option<String> {
+        let parts: Vec<&str> = [&self.first_name, &self.last_name]
+            .into_iter()
+            .flatten()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+}
+
+/// An application's webhook settings as Piano reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub url: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 /// Piano's REST API. `base` is the publication's region base (`base_for`); each call takes the
 /// application id (`aid`) and its API token, as Piano authenticates per application.
-///
-/// Webhook settings (`/api/v3/publisher/webhook/settings[/update]`) and user reads
-/// (`/api/v3/publisher/user/get`) join this trait when the features needing them arrive.
 #[async_trait]
 pub trait PianoApi: Send + Sync + 'static {
     /// Asks Piano whether a Piano ID access token is valid for the application; gives the reader's uid
     /// (`pub_id`).
     async fn verify_token(&self, base: &str, aid: &str, api_token: &Secret, token: &str) -> Result<String, PianoError>;
+
+    /// A user's profile.
+    async fn user(&self, base: &str, aid: &str, api_token: &Secret, uid: &str) -> Result<PianoUser, PianoError>;
+
+    /// Points the application's webhooks at `url` and enables them.
+    async fn set_webhook_url(&self, base: &str, aid: &str, api_token: &Secret, url: &str) -> Result<(), PianoError>;
+
+    /// The application's webhook settings as Piano holds them now.
+    async fn webhook_settings(&self, base: &str, aid: &str, api_token: &Secret) -> Result<WebhookSettings, PianoError>;
 }
 
 /// `PianoApi` over HTTPS with reqwest (rustls on ring).
@@ -106,17 +158,23 @@ impl HttpPiano {
         self
     }
 
-    /// Sends one request, retrying transient failures, all within the deadline.
-    async fn execute(&self, url: url::Url, secrets: &[&str]) -> Result<Answer, PianoError> {
+    /// Sends one request (a POST, with `form` as its body when given; a GET when `get`), retrying
+    /// transient failures, all within the deadline.
+    async fn execute(&self, call: Call<'_>, secrets: &[&str]) -> Result<Answer, PianoError> {
         let attempts = async {
             let mut retries = 0;
             loop {
-                let request = self
-                    .client
-                    .get()
-                    .map_err(PianoError::Unavailable)?
-                    .post(url.clone())
-                    .header(reqwest::header::ACCEPT, "application/json");
+                let client = self.client.get().map_err(PianoError::Unavailable)?;
+                let request = match &call {
+                    Call::Post(url, None) => client.post(url.clone()),
+                    Call::Post(url, Some(form)) => client
+                        .post(url.clone())
+                        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(*form).finish()),
+                    Call::Get(url) => client.get(url.clone()),
+                }
+                .header(reqwest::header::ACCEPT, "application/json");
+                let url = call.url();
                 let failure = match send(request, secrets).await {
                     Ok(answer) => return Ok(answer),
                     Err(failure) => failure,
@@ -156,7 +214,7 @@ impl PianoApi for HttpPiano {
             .append_pair("api_token", api_token.expose())
             .append_pair("token", token);
         let secrets = [api_token.expose(), token];
-        let answer = self.execute(url, &secrets).await?;
+        let answer = self.execute(Call::Post(url, None), &secrets).await?;
         match answer.status {
             200 => match answer.body.get("pub_id").and_then(Value::as_str) {
                 Some(uid) if !uid.is_empty() => Ok(uid.to_owned()),
@@ -169,6 +227,87 @@ impl PianoApi for HttpPiano {
             status => {
                 Err(PianoError::Unavailable(format!("Piano answered {status}: {}", excerpt(&answer.text, &secrets))))
             }
+        }
+    }
+
+    async fn user(&self, base: &str, aid: &str, api_token: &Secret, uid: &str) -> Result<PianoUser, PianoError> {
+        let form = [("aid", aid), ("api_token", api_token.expose()), ("uid", uid)];
+        let body = self.v3(Call::Post(endpoint(base, USER_GET_PATH)?, Some(&form)), api_token).await?;
+        let user = body.get("user").filter(|u| u.is_object()).ok_or_else(|| missing("user"))?;
+        let text = |key: &str| {
+            user.get(key).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+        };
+        Ok(PianoUser {
+            uid: text("uid").unwrap_or_else(|| uid.to_owned()),
+            email: text("email"),
+            first_name: text("first_name"),
+            last_name: text("last_name"),
+        })
+    }
+
+    async fn set_webhook_url(&self, base: &str, aid: &str, api_token: &Secret, url: &str) -> Result<(), PianoError> {
+        let form = [("aid", aid), ("api_token", api_token.expose()), ("url", url), ("enabled", "true")];
+        self.v3(Call::Post(endpoint(base, WEBHOOK_SETTINGS_UPDATE_PATH)?, Some(&form)), api_token).await.map(drop)
+    }
+
+    async fn webhook_settings(&self, base: &str, aid: &str, api_token: &Secret) -> Result<WebhookSettings, PianoError> {
+        let mut url = endpoint(base, WEBHOOK_SETTINGS_PATH)?;
+        url.query_pairs_mut().append_pair("aid", aid).append_pair("api_token", api_token.expose());
+        let body = self.v3(Call::Get(url), api_token).await?;
+        // The settings object is read wherever the answer puts it (`webhook_settings`, `settings`, or the
+        // envelope itself), so a renamed wrapper does not break registration.
+        let settings = ["webhook_settings", "settings", "webhook"]
+            .iter()
+            .find_map(|k| body.get(*k).filter(|v| v.is_object()))
+            .unwrap_or(&body);
+        Ok(WebhookSettings {
+            url: settings.get("url").or_else(|| settings.get("webhook_url")).and_then(Value::as_str).map(str::to_owned),
+            enabled: settings.get("enabled").and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true"))),
+        })
+    }
+}
+
+impl HttpPiano {
+    /// A call of Piano's v3 API: it answers 200 with `{"code": 0, ...}` on success and a non-zero `code`
+    /// with a `message` when it refuses.
+    async fn v3(&self, call: Call<'_>, api_token: &Secret) -> Result<Value, PianoError> {
+        let secrets = [api_token.expose()];
+        let answer = self.execute(call, &secrets).await?;
+        let refused = |what: String| PianoError::Rejected(excerpt(&what, &secrets));
+        match answer.status {
+            200 => match answer.body.get("code").and_then(Value::as_i64) {
+                Some(0) => Ok(answer.body),
+                Some(code) => {
+                    let message = answer.body.get("message").and_then(Value::as_str).unwrap_or("no message");
+                    Err(refused(format!("code {code}: {message}")))
+                }
+                None => Err(PianoError::Unavailable(format!(
+                    "Piano answered without a code: {}",
+                    excerpt(&answer.text, &secrets)
+                ))),
+            },
+            401 | 403 | 404 => Err(refused(format!("{}: {}", answer.status, answer.text))),
+            status => {
+                Err(PianoError::Unavailable(format!("Piano answered {status}: {}", excerpt(&answer.text, &secrets))))
+            }
+        }
+    }
+}
+
+fn missing(field: &str) -> PianoError {
+    PianoError::Unavailable(format!("Piano's answer has no {field}"))
+}
+
+/// One request to Piano: a POST (with an optional form body) or a GET.
+enum Call<'a> {
+    Post(url::Url, Option<&'a [(&'a str, &'a str)]>),
+    Get(url::Url),
+}
+
+impl Call<'_> {
+    fn url(&self) -> &url::Url {
+        match self {
+            Call::Post(url, _) | Call::Get(url) => url,
         }
     }
 }

@@ -21,7 +21,12 @@ pub struct Header {
     pub publication: PublicationId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountKey>,
+    /// Epoch seconds.
     pub received_at: i64,
+    /// The same instant in microseconds, for Piano: its webhooks carry no time but arrive one at a time
+    /// and in order, so receipt order is event order, also within a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_us: Option<i64>,
     /// Piano events carry no id: the proxy names each by a hash of its `data`, which a redelivery repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
@@ -60,6 +65,7 @@ mod tests {
             publication: PublicationId::parse("demo").unwrap(),
             account: Some(AccountKey::parse("main").unwrap()),
             received_at: 5,
+            received_at_us: None,
             event_id: None,
         };
         let body = "{\n  \"id\": \"evt_1\",\n  \"name\": \"a \\\"quoted\\\" name\"\n}";

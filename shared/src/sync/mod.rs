@@ -19,6 +19,8 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("Stripe API: {0}")]
     Stripe(#[from] StripeError),
+    #[error("Piano API: {0}")]
+    Piano(#[from] crate::piano::client::PianoError),
     #[error(transparent)]
     Event(#[from] EventError),
     #[error("bad queue message: {0}")]
@@ -38,6 +40,7 @@ impl SyncError {
         match self {
             SyncError::Store(e) => e.is_transient(),
             SyncError::Stripe(e) => e.is_transient(),
+            SyncError::Piano(e) => e.is_transient(),
             SyncError::Contention => true,
             _ => false,
         }
@@ -78,6 +81,50 @@ pub(crate) async fn record_seen(
         Ok(()) => Ok(outcome),
         Err(StoreError::ConditionFailed { .. }) => Ok(Outcome::Duplicate),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What writing a customer's new state did (`commit`).
+pub(crate) enum Committed {
+    Applied,
+    /// The event's ledger entry exists: delivered before, nothing written.
+    Duplicate,
+    /// The email the record would take belongs to another customer; merge again keeping its own.
+    EmailTaken,
+    /// The record changed meanwhile: merge again on its new state.
+    Retry,
+}
+
+/// Writes `after` (when it differs from `found`) with `extra` (the event's ledger entry first, then its
+/// timeline entries and other items) in one transaction.
+pub(crate) async fn commit(
+    store: &dyn crate::store::Store,
+    found: &crate::store::repo::Versioned<crate::domain::customer::Customer>,
+    mut after: crate::domain::customer::Customer,
+    extra: Vec<crate::store::WriteOp>,
+    now: i64,
+) -> Result<Committed, SyncError> {
+    use crate::domain::customer::Identity;
+    let result = if after == found.value {
+        store.write(extra).await.map_err(|e| match e {
+            StoreError::ConditionFailed { index } => CustomerWriteError::Extra(index),
+            other => CustomerWriteError::Store(other),
+        })
+    } else {
+        after.updated_at = now;
+        crate::store::repo::customers::update_with(store, &found.value, &after, found.version, extra).await.map(|_| ())
+    };
+    match result {
+        Ok(()) => Ok(Committed::Applied),
+        Err(CustomerWriteError::Extra(0)) => Ok(Committed::Duplicate),
+        Err(CustomerWriteError::Taken { identity: Some(Identity::Email(email)), holder }) => {
+            tracing::warn!(%email, holder = ?holder, customer = %found.value.id, "email belongs to another customer; kept the record's own");
+            Ok(Committed::EmailTaken)
+        }
+        Err(CustomerWriteError::Stale | CustomerWriteError::Taken { .. } | CustomerWriteError::Extra(_)) => {
+            Ok(Committed::Retry)
+        }
+        Err(CustomerWriteError::Store(e)) => Err(e.into()),
     }
 }
 

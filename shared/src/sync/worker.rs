@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::envelope::{self, Provider};
 use super::identity::IdentityCache;
 use super::{Outcome, SyncError, piano, stripe};
+use crate::piano::client::PianoApi;
 use crate::queue::Received;
 use crate::queue::worker::{BatchHandler, each_concurrently};
 use crate::store::Store;
@@ -20,32 +21,53 @@ use crate::stripe::event::Event;
 pub struct EventWorker {
     store: Arc<dyn Store>,
     stripe: Arc<dyn StripeApi>,
+    /// Reads what Piano's events lack; `None`: events apply with what they carry.
+    piano: Option<Arc<dyn PianoApi>>,
+    /// `CRM_PIANO_API_BASE`: Piano's API for every region (a fake in tests).
+    piano_base: Option<String>,
     settings: SettingsCache,
     identities: IdentityCache,
 }
 
 impl EventWorker {
+    /// A worker that calls no Piano API until `with_piano`.
     pub fn new(store: Arc<dyn Store>, stripe: Arc<dyn StripeApi>) -> Self {
         Self {
             store,
             stripe,
+            piano: None,
+            piano_base: None,
             settings: SettingsCache::new(Duration::from_secs(30)),
             identities: IdentityCache::default(),
         }
     }
 
+    /// Piano's API and the base URL overriding every region's (`CRM_PIANO_API_BASE`).
+    pub fn with_piano(mut self, api: Arc<dyn PianoApi>, base: Option<String>) -> Self {
+        self.piano = Some(api);
+        self.piano_base = base;
+        self
+    }
+
+    /// The worker of a deployment: its store and provider clients.
+    pub fn for_state(state: &crate::api::AppState) -> Self {
+        Self::new(state.store.clone(), state.stripe.clone())
+            .with_piano(state.piano.clone(), state.config.piano_api_base.clone())
+    }
+
     /// Applies one queue message.
     pub async fn process(&self, message: &str) -> Result<Outcome, SyncError> {
         let (header, body) = envelope::decode(message)?;
+        let settings = self
+            .settings
+            .get(self.store.as_ref(), &header.publication)
+            .await?
+            .ok_or_else(|| SyncError::UnknownPublication(header.publication.to_string()))?;
+        let now = crate::store::now_epoch();
         match header.provider {
             Provider::Stripe => {
                 let event = Event::parse(body.as_bytes())?;
                 tracing::Span::current().record("event_id", event.id.as_str());
-                let settings = self
-                    .settings
-                    .get(self.store.as_ref(), &header.publication)
-                    .await?
-                    .ok_or_else(|| SyncError::UnknownPublication(header.publication.to_string()))?;
                 let key = header.account.ok_or_else(|| SyncError::Message("Stripe message without account".into()))?;
                 let account =
                     settings.settings.stripe_account(&key).ok_or_else(|| SyncError::UnknownAccount(key.to_string()))?;
@@ -55,7 +77,7 @@ impl EventWorker {
                     api: self.stripe.as_ref(),
                     publication: &header.publication,
                     account,
-                    now: crate::store::now_epoch(),
+                    now,
                 };
                 stripe::apply(&ctx, &event).await
             }
@@ -63,12 +85,22 @@ impl EventWorker {
                 let event = crate::piano::webhook::parse_event(body).map_err(|e| SyncError::Message(e.to_string()))?;
                 let id = header.event_id.ok_or_else(|| SyncError::Message("Piano message without event id".into()))?;
                 tracing::Span::current().record("event_id", id.as_str());
+                let fetched = match &self.piano {
+                    Some(api) => {
+                        piano::fetch_profile(api.as_ref(), &settings.settings, self.piano_base.as_deref(), &event)
+                            .await?
+                    }
+                    None => None,
+                };
                 let delivery = piano::Delivery {
                     publication: &header.publication,
+                    settings: &settings.settings,
                     event_id: &id,
                     event: &event,
+                    fetched: fetched.as_ref(),
                     received_at: header.received_at,
-                    now: crate::store::now_epoch(),
+                    received_at_us: header.received_at_us.unwrap_or(header.received_at.saturating_mul(1_000_000)),
+                    now,
                 };
                 piano::apply(self.store.as_ref(), &delivery).await
             }

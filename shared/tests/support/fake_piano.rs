@@ -1,9 +1,17 @@
-//! A fake Piano API for tests: a real HTTP server on 127.0.0.1 answering Piano ID's token verification
+//! A fake Piano API for tests: a real HTTP server on 127.0.0.1 answering the calls the project makes
 //! as Piano does (`/work/shared/piano/README.md`). Tests register the (application, API token, JWT)
-//! triples that are valid, inject failures, and read back the requests it received.
+//! triples that are valid, applications with their API token, and users; inject failures; and read back
+//! the requests it received.
 //!
-//! Route: `POST /id/api/v1/publisher/token/verify?aid=..&api_token=..&token=..`: a registered triple
-//! answers 200 with `pub_id`, anything else Piano's 403 `Invalid access token`. Other paths answer 404.
+//! Routes:
+//! - `POST /id/api/v1/publisher/token/verify?aid=..&api_token=..&token=..`: a registered triple answers
+//!   200 with `pub_id`, anything else Piano's 403 `Invalid access token`.
+//! - `POST /api/v3/publisher/user/get` (form `aid`, `api_token`, `uid`) and
+//!   `POST /api/v3/publisher/webhook/settings/update` (form `aid`, `api_token`, `url`, `enabled`),
+//!   `GET /api/v3/publisher/webhook/settings?aid=..&api_token=..`: Piano's v3 envelope, `{"code": 0, ...}`
+//!   on success, a non-zero `code` and `message` (HTTP 200) for a wrong API token or an unknown user.
+//!
+//! Other paths answer 404.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +22,9 @@ use axum::extract::State as AxumState;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shared::piano::client::{HttpPiano, TOKEN_VERIFY_PATH};
+use shared::piano::client::{
+    HttpPiano, TOKEN_VERIFY_PATH, USER_GET_PATH, WEBHOOK_SETTINGS_PATH, WEBHOOK_SETTINGS_UPDATE_PATH,
+};
 
 /// One request as the server received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +40,11 @@ impl RecordedRequest {
     /// The first value of a query parameter.
     pub fn param(&self, key: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a form-body field.
+    pub fn field(&self, key: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.body.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
     }
 }
 
@@ -51,6 +66,14 @@ impl Failure {
 struct State {
     /// (aid, api_token, token) → uid.
     valid: HashMap<(String, String, String), String>,
+    /// aid → API token, for the v3 calls.
+    apps: HashMap<String, String>,
+    /// (aid, uid) → Piano's `user` object.
+    users: HashMap<(String, String), Value>,
+    /// aid → webhook settings object.
+    webhooks: HashMap<String, Value>,
+    /// Updates of the webhook settings answer success but change nothing (a stale or misbehaving API).
+    ignore_webhook_updates: bool,
     requests: Vec<RecordedRequest>,
     failures: VecDeque<Failure>,
 }
@@ -96,6 +119,30 @@ impl FakePiano {
         lock(&self.state).valid.insert((aid.to_owned(), api_token.to_owned(), token.to_owned()), uid.to_owned());
     }
 
+    /// An application the v3 calls accept with `api_token`.
+    pub fn add_app(&self, aid: &str, api_token: &str) {
+        lock(&self.state).apps.insert(aid.to_owned(), api_token.to_owned());
+    }
+
+    /// A user of application `aid`, as Piano's `user/get` shows it.
+    pub fn add_user(&self, aid: &str, uid: &str, email: &str, first_name: &str, last_name: &str) {
+        let user = json!({
+            "uid": uid, "email": email, "first_name": first_name, "last_name": last_name,
+            "personal_name": format!("{first_name} {last_name}"), "create_date": 1_700_000_000,
+        });
+        lock(&self.state).users.insert((aid.to_owned(), uid.to_owned()), user);
+    }
+
+    /// The webhook settings Piano holds for `aid`.
+    pub fn webhook_settings(&self, aid: &str) -> Option<Value> {
+        lock(&self.state).webhooks.get(aid).cloned()
+    }
+
+    /// From now on webhook settings updates succeed without effect.
+    pub fn ignore_webhook_updates(&self) {
+        lock(&self.state).ignore_webhook_updates = true;
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state).requests.clone()
     }
@@ -135,12 +182,18 @@ async fn handle(AxumState(shared): AxumState<Shared>, method: Method, uri: Uri, 
     if let Some(failure) = state.failures.pop_front() {
         return respond(failure.status, failure.body);
     }
-    if recorded.path != TOKEN_VERIFY_PATH {
-        return respond(404, json!({"error_code_list": [{"message": "Not found"}]}));
+    match recorded.path.as_str() {
+        TOKEN_VERIFY_PATH if method == Method::POST => verify(&state, &recorded),
+        USER_GET_PATH | WEBHOOK_SETTINGS_UPDATE_PATH if method == Method::POST => v3(&mut state, &recorded),
+        WEBHOOK_SETTINGS_PATH if method == Method::GET => v3(&mut state, &recorded),
+        TOKEN_VERIFY_PATH | USER_GET_PATH | WEBHOOK_SETTINGS_UPDATE_PATH | WEBHOOK_SETTINGS_PATH => {
+            respond(405, json!({"error_code_list": [{"message": "Method not allowed"}]}))
+        }
+        _ => respond(404, json!({"error_code_list": [{"message": "Not found"}]})),
     }
-    if method != Method::POST {
-        return respond(405, json!({"error_code_list": [{"message": "Method not allowed"}]}));
-    }
+}
+
+fn verify(state: &State, recorded: &RecordedRequest) -> Response {
     let triple = (
         recorded.param("aid").unwrap_or_default().to_owned(),
         recorded.param("api_token").unwrap_or_default().to_owned(),
@@ -158,6 +211,32 @@ async fn handle(AxumState(shared): AxumState<Shared>, method: Method, uri: Uri, 
             }),
         ),
         None => respond(403, json!({"error_code_list": [{"message": "Invalid access token"}]})),
+    }
+}
+
+/// The v3 calls: parameters from the form body (POST) or the query (GET), Piano's envelope back.
+fn v3(state: &mut State, recorded: &RecordedRequest) -> Response {
+    let get = |key: &str| recorded.field(key).or_else(|| recorded.param(key).map(str::to_owned)).unwrap_or_default();
+    let aid = get("aid");
+    if state.apps.get(&aid).is_none_or(|token| *token != get("api_token")) {
+        return respond(200, json!({"code": 401, "ts": 1_700_000_000, "message": "Access denied"}));
+    }
+    match recorded.path.as_str() {
+        USER_GET_PATH => match state.users.get(&(aid, get("uid"))) {
+            Some(user) => respond(200, json!({"code": 0, "ts": 1_700_000_000, "user": user})),
+            None => respond(200, json!({"code": 2, "ts": 1_700_000_000, "message": "User not found"})),
+        },
+        WEBHOOK_SETTINGS_UPDATE_PATH => {
+            let settings = json!({"url": get("url"), "enabled": get("enabled") == "true"});
+            if !state.ignore_webhook_updates {
+                state.webhooks.insert(aid, settings.clone());
+            }
+            respond(200, json!({"code": 0, "ts": 1_700_000_000, "webhook_settings": settings}))
+        }
+        _ => {
+            let settings = state.webhooks.get(&aid).cloned().unwrap_or_else(|| json!({"url": null, "enabled": false}));
+            respond(200, json!({"code": 0, "ts": 1_700_000_000, "webhook_settings": settings}))
+        }
     }
 }
 

@@ -64,6 +64,7 @@ impl World {
             publication: self.publication.clone(),
             account: Some(AccountKey::parse(account).unwrap()),
             received_at: 0,
+            received_at_us: None,
             event_id: None,
         };
         self.worker.process(&envelope::encode(&header, &event.to_string())).await

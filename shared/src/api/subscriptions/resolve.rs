@@ -95,6 +95,8 @@ pub async fn confirm_with_piano(state: &AppState, caller: &Caller) -> Result<(),
     match state.piano.verify_token(&base, &piano.aid, &piano.api_token, &caller.token).await {
         Ok(uid) if Some(&uid) == caller.claims.sub.as_ref() => Ok(()),
         Ok(_) | Err(PianoError::InvalidToken) => Err(errors::invalid_token()),
-        Err(PianoError::Unavailable(detail)) => Err(ApiError::Unavailable(format!("Piano: {detail}"))),
+        Err(PianoError::Unavailable(detail) | PianoError::Rejected(detail)) => {
+            Err(ApiError::Unavailable(format!("Piano: {detail}")))
+        }
     }
 }

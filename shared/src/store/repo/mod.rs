@@ -6,6 +6,7 @@ pub mod customers;
 pub mod keys;
 pub mod ledger;
 pub mod publications;
+pub mod unmapped;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,6 +97,19 @@ pub mod keys_of {
     /// A product (`kind` = `PRODUCT`) or price (`PRICE`) of one Stripe account's catalogue.
     pub fn stripe_catalogue(publication: &PublicationId, account: &AccountKey, kind: &str, id: &str) -> Key {
         Key::new(format!("PUB#{publication}#STRIPE#{account}"), format!("{kind}#{id}"))
+    }
+
+    /// A product or resource outside the catalogue (`account`: the Stripe account of a product).
+    pub fn unmapped(publication: &PublicationId, provider: &str, account: Option<&str>, id: &str) -> Key {
+        let sk = match account {
+            Some(account) => format!("{provider}#{account}#{id}"),
+            None => format!("{provider}#{id}"),
+        };
+        Key::new(unmapped_partition(publication), sk)
+    }
+
+    pub fn unmapped_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#UNMAPPED")
     }
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {

@@ -14,14 +14,14 @@ use crate::domain::ids::{CustomerId, Email, PublicationId};
 use crate::domain::money::{Currency, Money};
 use crate::domain::settings::StripeAccount;
 use crate::store::repo::catalogue;
-use crate::store::repo::customers::{self, CustomerWriteError};
+use crate::store::repo::customers;
 use crate::store::repo::{Versioned, activities as timeline, ledger};
 use crate::store::{Store, StoreError, WriteOp};
 use crate::stripe::client::{Params, StripeApi, StripeAuth};
 use crate::stripe::event::{Event, Payload};
 use crate::stripe::objects as obj;
 use crate::sync::identity::{self, Hints, IdentityCache};
-use crate::sync::{Outcome, ROUNDS, SyncError, contention_pause, record_seen};
+use crate::sync::{Committed, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
 
 const PROVIDER: &str = "stripe";
 
@@ -129,25 +129,11 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         for activity in &recorder.out {
             extra.push(timeline::put(ctx.publication, &after.id, activity)?);
         }
-        let result = if after == found.value {
-            ctx.store.write(extra).await.map_err(|e| match e {
-                StoreError::ConditionFailed { index } => CustomerWriteError::Extra(index),
-                other => CustomerWriteError::Store(other),
-            })
-        } else {
-            after.updated_at = ctx.now;
-            customers::update_with(ctx.store, &found.value, &after, found.version, extra).await.map(|_| ())
-        };
-        match result {
-            Ok(()) => return Ok(Outcome::Applied),
-            Err(CustomerWriteError::Extra(0)) => return Ok(Outcome::Duplicate),
-            Err(CustomerWriteError::Taken { identity: Some(Identity::Email(email)), holder }) => {
-                tracing::warn!(%email, holder = ?holder, customer = %found.value.id, "email belongs to another customer; kept the record's own");
-                keep_email = true;
-            }
-            // The record changed meanwhile (or an email it takes was claimed): merge again on the new state.
-            Err(CustomerWriteError::Stale | CustomerWriteError::Taken { .. } | CustomerWriteError::Extra(_)) => {}
-            Err(CustomerWriteError::Store(e)) => return Err(e.into()),
+        match commit(ctx.store, &found, after, extra, ctx.now).await? {
+            Committed::Applied => return Ok(Outcome::Applied),
+            Committed::Duplicate => return Ok(Outcome::Duplicate),
+            Committed::EmailTaken => keep_email = true,
+            Committed::Retry => {}
         }
     }
     Err(SyncError::Contention)

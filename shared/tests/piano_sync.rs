@@ -1,0 +1,294 @@
+//! The Piano sync on both stores: users (profile fields read from Piano's API when the event lacks them,
+//! email changes), subscriptions and payments (payment status and lifetime value next to Stripe's),
+//! the catalogue (product names, unmapped resources), and the same idempotency and order guarantees as
+//! the Stripe path: a property test delivers shuffled streams with duplicates.
+
+mod support;
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use shared::domain::customer::{Customer, Identity};
+use shared::domain::ids::{Email, PublicationId};
+use shared::domain::record::CustomerRecord;
+use shared::domain::settings::PublicationSettings;
+use shared::store::Store;
+use shared::store::repo::publications::{self, StoredSettings};
+use shared::store::repo::{activities, customers, unmapped};
+use shared::sync::Outcome;
+use shared::sync::envelope::{self, Header, Provider};
+use shared::sync::worker::EventWorker;
+use support::fake_piano::FakePiano;
+
+const AID: &str = "AidDaily01";
+const API_TOKEN: &str = "piano-api-token-0123456789";
+
+fn publication() -> PublicationId {
+    PublicationId::parse("daily").unwrap()
+}
+
+async fn configure(store: &dyn Store) {
+    let settings = json!({
+        "name": "The Daily",
+        "piano": {"aid": AID, "apiToken": API_TOKEN, "privateKey": "thestringliteralisexactlyfortych"},
+        "catalogue": [{"sku": "EBOOK-42", "name": "Election guide (ebook)", "stripeProductIds": ["prod_guide"],
+                       "pianoResourceIds": ["RGUIDE"]}]
+    });
+    let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
+    let stored = StoredSettings { publication_id: publication(), settings: parsed, updated_at: 0 };
+    publications::put(store, &stored, None).await.unwrap();
+}
+
+fn worker(store: Arc<dyn Store>, piano: &FakePiano) -> EventWorker {
+    let stripe = shared::stripe::client::HttpStripe::new("http://127.0.0.1:9").unwrap();
+    EventWorker::new(store, Arc::new(stripe)).with_piano(Arc::new(piano.client()), Some(piano.base_url().to_owned()))
+}
+
+/// A queue message for event `n` of a stream: Piano's JSON, received at second `1_800_000_000 + n`
+/// (microsecond `n` within it, so order is total).
+fn message(n: i64, event: &Value) -> String {
+    let header = Header {
+        provider: Provider::Piano,
+        publication: publication(),
+        account: None,
+        received_at: 1_800_000_000 + n / 1000,
+        received_at_us: Some(1_800_000_000_000_000 + n),
+        event_id: Some(format!("pn_test{n:04}")),
+    };
+    envelope::encode(&header, &event.to_string())
+}
+
+fn event(kind: &str, uid: &str, extra: Value) -> Value {
+    let mut event = json!({"version": 2, "type": kind, "aid": AID, "uid": uid});
+    if let (Some(map), Value::Object(more)) = (event.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    event
+}
+
+async fn customer(store: &dyn Store, uid: &str) -> Customer {
+    customers::find(store, &publication(), &Identity::Piano(uid.into())).await.unwrap().expect("customer of uid").value
+}
+
+async fn record(store: &dyn Store, uid: &str) -> Value {
+    let c = customer(store, uid).await;
+    let (acts, _) = activities::list(store, &publication(), &c.id, 100, None).await.unwrap();
+    serde_json::to_value(CustomerRecord::build(&c, acts, None, &Default::default())).unwrap()
+}
+
+async fn users_take_missing_fields_from_piano_and_follow_email_changes(store: Arc<dyn Store>) {
+    configure(store.as_ref()).await;
+    let piano = FakePiano::start().await;
+    piano.add_app(AID, API_TOKEN);
+    piano.add_user(AID, "PNIann", "ann@example.com", "Ann", "Reader");
+    let w = worker(store.clone(), &piano);
+
+    // A Stripe-made record with Ann's email: Piano's user joins it.
+    let mut from_stripe = Customer::new(publication(), 0);
+    from_stripe.email = Some(Email::parse("ann@example.com").unwrap());
+    customers::create(store.as_ref(), &from_stripe).await.unwrap();
+
+    // The event names only the uid: email and name come from Piano's user API.
+    let outcome = w.process(&message(1, &event("user_created", "PNIann", json!({})))).await.unwrap();
+    assert_eq!(outcome, Outcome::Applied);
+    let calls: Vec<_> = piano.requests().into_iter().filter(|r| r.path == "/api/v3/publisher/user/get").collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].field("uid").as_deref(), Some("PNIann"));
+    assert_eq!(calls[0].field("api_token").as_deref(), Some(API_TOKEN));
+    let ann = customer(store.as_ref(), "PNIann").await;
+    assert_eq!(ann.id, from_stripe.id, "one person, one record");
+    assert_eq!(ann.name.as_deref(), Some("Ann Reader"));
+
+    // A complete event makes no call; a new email moves the record's email and its index entry.
+    piano.clear_requests();
+    let changed = event(
+        "user_updated",
+        "PNIann",
+        json!({"user_email": "ann.new@example.com", "first_name": "Ann", "last_name": "Newname"}),
+    );
+    assert_eq!(w.process(&message(2, &changed)).await.unwrap(), Outcome::Applied);
+    assert!(piano.requests().is_empty(), "nothing missing, no call");
+    let ann = customer(store.as_ref(), "PNIann").await;
+    assert_eq!(ann.email.as_ref().map(Email::as_str), Some("ann.new@example.com"));
+    assert_eq!(ann.name.as_deref(), Some("Ann Newname"));
+    let by_new = Identity::Email(Email::parse("ann.new@example.com").unwrap());
+    assert_eq!(customers::find(store.as_ref(), &publication(), &by_new).await.unwrap().unwrap().value.id, ann.id);
+    let by_old = Identity::Email(Email::parse("ann@example.com").unwrap());
+    assert!(customers::find(store.as_ref(), &publication(), &by_old).await.unwrap().is_none(), "old email freed");
+
+    // An email another customer holds stays with its holder.
+    let mut bob = Customer::new(publication(), 0);
+    bob.email = Some(Email::parse("bob@example.com").unwrap());
+    customers::create(store.as_ref(), &bob).await.unwrap();
+    let taken = event("user_updated", "PNIann", json!({"user_email": "bob@example.com", "first_name": "Ann"}));
+    assert_eq!(w.process(&message(3, &taken)).await.unwrap(), Outcome::Applied);
+    let ann = customer(store.as_ref(), "PNIann").await;
+    assert_eq!(ann.email.as_ref().map(Email::as_str), Some("ann.new@example.com"));
+
+    // Piano down: the event fails for a retry (nothing recorded); refused: applied with what it has.
+    piano.fail_next(3, 503);
+    let unknown = event("user_created", "PNIcarl", json!({}));
+    let err = w.process(&message(4, &unknown)).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(w.process(&message(4, &unknown)).await.unwrap(), Outcome::Applied);
+    assert!(customer(store.as_ref(), "PNIcarl").await.email.is_none());
+}
+
+async fn subscriptions_and_payments_feed_status_and_lifetime_value(store: Arc<dyn Store>) {
+    configure(store.as_ref()).await;
+    let piano = FakePiano::start().await;
+    let w = worker(store.clone(), &piano);
+    let uid = "PNIdora";
+    let base =
+        json!({"user_email": "dora@example.com", "subscription_id": "SU1", "term_id": "TMmonthly", "rid": "RGUIDE"});
+    let with = |more: Value| {
+        let mut v = base.clone();
+        v.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        v
+    };
+    let stream = [
+        event("subscription_created", uid, with(json!({"expires": 1_900_000_000}))),
+        event("payment_completed", uid, with(json!({"payment_id": "UP1", "amount": "9.99", "currency": "USD"}))),
+        event("payment_failed", uid, with(json!({"payment_id": "UP2", "amount": 9.99, "currency": "USD"}))),
+    ];
+    for (n, e) in stream.iter().enumerate() {
+        assert_eq!(w.process(&message(n as i64 + 1, e)).await.unwrap(), Outcome::Applied);
+    }
+    let r = record(store.as_ref(), uid).await;
+    assert_eq!(r["paymentStatus"], "overdue");
+    assert_eq!(r["lifetimeValue"], json!([{"currency": "usd", "amount": 999}]));
+    assert_eq!(r["subscriptions"][0]["provider"], "piano");
+    assert_eq!(r["subscriptions"][0]["status"], "active");
+    assert_eq!(r["subscriptions"][0]["termId"], "TMmonthly");
+
+    let later = [
+        event("payment_completed", uid, with(json!({"payment_id": "UP2", "amount": "9.99", "currency": "usd"}))),
+        event("payment_refund", uid, with(json!({"payment_id": "UP1", "refund_amount": "3", "currency": "usd"}))),
+        event("subscription_canceled", uid, with(json!({}))),
+    ];
+    for (n, e) in later.iter().enumerate() {
+        assert_eq!(w.process(&message(n as i64 + 10, e)).await.unwrap(), Outcome::Applied);
+    }
+    let r = record(store.as_ref(), uid).await;
+    assert_eq!(r["lifetimeValue"], json!([{"currency": "usd", "amount": 999 + 999 - 300}]));
+    assert_eq!(r["subscriptions"][0]["status"], "canceled");
+    assert_eq!(r["paymentStatus"], "cancelled");
+    let kinds: Vec<&str> = r["activities"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "cancellation_scheduled",
+            "refund",
+            "payment_succeeded",
+            "payment_failed",
+            "payment_succeeded",
+            "subscription_started"
+        ]
+    );
+    // The catalogue names the resource.
+    let started = &r["activities"][5];
+    assert_eq!(started["summary"], "Piano Election guide (ebook) started");
+}
+
+async fn unmapped_resources_are_recorded_once_each(store: Arc<dyn Store>) {
+    configure(store.as_ref()).await;
+    let piano = FakePiano::start().await;
+    let w = worker(store.clone(), &piano);
+    let access = |rid: &str| event("access_granted", "PNIeve", json!({"user_email": "eve@example.com", "rid": rid}));
+    for (n, rid) in ["RGUIDE", "RPODCAST", "RPODCAST", "RVIDEO"].iter().enumerate() {
+        w.process(&message(n as i64 + 1, &access(rid))).await.unwrap();
+    }
+    let listed = unmapped::list(store.as_ref(), &publication()).await.unwrap();
+    let ids: Vec<(&str, &str, &str)> =
+        listed.iter().map(|u| (u.provider.as_str(), u.id.as_str(), u.last_event_id.as_str())).collect();
+    assert_eq!(ids, [("piano", "RPODCAST", "pn_test0003"), ("piano", "RVIDEO", "pn_test0004")]);
+    let r = record(store.as_ref(), "PNIeve").await;
+    assert_eq!(r["entitlements"].as_array().unwrap().len(), 3);
+}
+
+for_each_store!(
+    users_take_missing_fields_from_piano_and_follow_email_changes,
+    subscriptions_and_payments_feed_status_and_lifetime_value,
+    unmapped_resources_are_recorded_once_each,
+);
+
+/// One reader's Piano life: every kind of event the sync applies.
+fn life() -> Vec<Value> {
+    let uid = "PNIprop";
+    let sub = |more: Value| {
+        let mut v =
+            json!({"user_email": "prop@example.com", "subscription_id": "SUP", "term_id": "TM1", "rid": "RGUIDE"});
+        v.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        v
+    };
+    vec![
+        event("user_created", uid, json!({"user_email": "prop@example.com", "first_name": "Pat", "last_name": "Prop"})),
+        event("access_granted", uid, sub(json!({"expires": 1_900_000_000}))),
+        event("subscription_created", uid, sub(json!({"expires": 1_900_000_000}))),
+        event("payment_completed", uid, sub(json!({"payment_id": "P1", "amount": "5.00", "currency": "eur"}))),
+        event("payment_failed", uid, sub(json!({"payment_id": "P2", "amount": "5.00", "currency": "eur"}))),
+        event("user_updated", uid, json!({"user_email": "pat@example.com", "first_name": "Pat", "last_name": "Prop"})),
+        event("payment_completed", uid, sub(json!({"payment_id": "P2", "amount": "5.00", "currency": "eur"}))),
+        event("term_change", uid, sub(json!({"term_id": "TM2", "expires": 1_950_000_000}))),
+        event("access_modified", uid, sub(json!({"term_id": "TM2", "expires": 1_950_000_000}))),
+        event(
+            "payment_refund",
+            uid,
+            sub(json!({"payment_id": "P1", "refund_amount": "2.50", "currency": "eur", "term_id": "TM2"})),
+        ),
+        event("subscription_canceled", uid, sub(json!({"term_id": "TM2"}))),
+        event("access_revoked", uid, sub(json!({"term_id": "TM2"}))),
+    ]
+}
+
+/// Applies messages `order` (indexes into `life()`) to a fresh embedded store; the record without its
+/// store-assigned fields.
+async fn outcome_of(order: &[usize]) -> Value {
+    let t = support::embedded_store();
+    configure(t.store.as_ref()).await;
+    let piano = FakePiano::start().await;
+    let w = worker(t.store.clone(), &piano);
+    let events = life();
+    for &i in order {
+        w.process(&message(i as i64 + 1, &events[i])).await.unwrap();
+    }
+    let mut r = record(t.store.as_ref(), "PNIprop").await;
+    for volatile in ["id", "createdAt", "updatedAt"] {
+        r.as_object_mut().unwrap().remove(volatile);
+    }
+    r
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Shuffled delivery with duplicates gives the record in-order delivery gives.
+    #[test]
+    fn shuffled_deliveries_with_duplicates_give_the_in_order_record(
+        order in Just((0..life().len()).collect::<Vec<_>>()).prop_shuffle(),
+        duplicates in proptest::collection::vec(0..life().len(), 0..6),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let expected = runtime.block_on(outcome_of(&(0..life().len()).collect::<Vec<_>>()));
+        let mut delivered = order.clone();
+        for (k, d) in duplicates.iter().enumerate() {
+            delivered.insert((k * 3) % (delivered.len() + 1), *d);
+        }
+        let got = runtime.block_on(outcome_of(&delivered));
+        prop_assert_eq!(got, expected);
+    }
+}
+
+#[tokio::test]
+async fn the_in_order_record_is_the_whole_story() {
+    let r = outcome_of(&(0..life().len()).collect::<Vec<_>>()).await;
+    assert_eq!(r["email"], "pat@example.com");
+    assert_eq!(r["name"], "Pat Prop");
+    assert_eq!(r["paymentStatus"], "cancelled");
+    assert_eq!(r["lifetimeValue"], json!([{"currency": "eur", "amount": 500 + 500 - 250}]));
+    assert_eq!(r["entitlements"][0]["status"], "revoked");
+    assert_eq!(r["entitlements"][0]["termId"], "TM2");
+    assert_eq!(r["subscriptions"][0]["termId"], "TM2");
+    assert_eq!(r["activities"].as_array().unwrap().len(), 10);
+}
