@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use shared::domain::customer::{Customer, Identity};
 use shared::domain::ids::{Email, PublicationId};
-use shared::domain::record::CustomerRecord;
+use shared::domain::record::{CustomerRecord, products_of};
 use shared::domain::settings::PublicationSettings;
 use shared::store::Store;
 use shared::store::repo::publications::{self, StoredSettings};
@@ -71,10 +71,13 @@ async fn customer(store: &dyn Store, uid: &str) -> Customer {
     customers::find(store, &publication(), &Identity::Piano(uid.into())).await.unwrap().expect("customer of uid").value
 }
 
+/// The record as the customers API shows it.
 async fn record(store: &dyn Store, uid: &str) -> Value {
     let c = customer(store, uid).await;
     let (acts, _) = activities::list(store, &publication(), &c.id, 100, None).await.unwrap();
-    serde_json::to_value(CustomerRecord::build(&c, acts, None, &Default::default())).unwrap()
+    let settings = publications::get(store, &publication()).await.unwrap().unwrap().value.settings;
+    let products = products_of(&c, &settings.catalogue, 1_800_000_000);
+    serde_json::to_value(CustomerRecord::build(&c, acts, None, &Default::default(), products)).unwrap()
 }
 
 async fn users_take_missing_fields_from_piano_and_follow_email_changes(store: Arc<dyn Store>) {
@@ -205,12 +208,56 @@ async fn unmapped_resources_are_recorded_once_each(store: Arc<dyn Store>) {
     assert_eq!(ids, [("piano", "RPODCAST", "pn_test0003"), ("piano", "RVIDEO", "pn_test0004")]);
     let r = record(store.as_ref(), "PNIeve").await;
     assert_eq!(r["entitlements"].as_array().unwrap().len(), 3);
+    assert_eq!(r["products"], json!([{"sku": "EBOOK-42", "name": "Election guide (ebook)", "via": ["piano"]}]));
+}
+
+/// An ebook sold through Stripe (a product) and Piano (a resource) is one catalogue product on the
+/// customer; a Stripe product outside the catalogue is recorded as unmapped with its account.
+async fn one_product_whichever_provider_sold_it(store: Arc<dyn Store>) {
+    use support::stripe_world::{self as sw, World};
+    let world = World::new(store.clone()).await;
+    let mut settings = sw::settings();
+    settings["piano"] = json!({"aid": AID, "apiToken": API_TOKEN, "privateKey": "thestringliteralisexactlyfortych"});
+    settings["catalogue"] = json!([{"sku": "EBOOK-42", "name": "Election guide (ebook)",
+                                    "stripeProductIds": ["prod_guide"], "pianoResourceIds": ["RGUIDE"]}]);
+    let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
+    let stored = StoredSettings { publication_id: publication(), settings: parsed, updated_at: 0 };
+    let version = publications::get(store.as_ref(), &publication()).await.unwrap().unwrap().version;
+    publications::put(store.as_ref(), &stored, Some(version)).await.unwrap();
+
+    let customer = sw::customer("cus_both", "both@example.com", "Bo Th");
+    world.deliver(&sw::event("evt_c1", "customer.created", 1_750_000_000, customer, None)).await;
+    let period = (1_750_000_000, 1_752_592_000);
+    for (n, product) in ["prod_guide", "prod_other"].iter().enumerate() {
+        let price = sw::price(&format!("price_{product}"), product, 900, "month");
+        let sub = sw::subscription(&format!("sub_{n}"), "cus_both", "active", price, 1_750_000_001, period);
+        let event =
+            sw::event(&format!("evt_s{n}"), "customer.subscription.created", 1_750_000_001 + n as i64, sub, None);
+        assert_eq!(world.deliver(&event).await, Outcome::Applied);
+    }
+    let record = world.record("both@example.com").await;
+    assert_eq!(record["products"], json!([{"sku": "EBOOK-42", "name": "Election guide (ebook)", "via": ["stripe"]}]));
+
+    let piano = FakePiano::start().await;
+    let access = event("access_granted", "PNIboth", json!({"user_email": "both@example.com", "rid": "RGUIDE"}));
+    assert_eq!(worker(store.clone(), &piano).process(&message(1, &access)).await.unwrap(), Outcome::Applied);
+    let record = world.record("both@example.com").await;
+    assert_eq!(record["pianoUid"], "PNIboth", "the Stripe-made record");
+    assert_eq!(
+        record["products"],
+        json!([{"sku": "EBOOK-42", "name": "Election guide (ebook)", "via": ["stripe", "piano"]}])
+    );
+    let listed = unmapped::list(store.as_ref(), &publication()).await.unwrap();
+    let ids: Vec<(&str, Option<&str>, &str)> =
+        listed.iter().map(|u| (u.provider.as_str(), u.account.as_deref(), u.id.as_str())).collect();
+    assert_eq!(ids, [("stripe", Some("main"), "prod_other")]);
 }
 
 for_each_store!(
     users_take_missing_fields_from_piano_and_follow_email_changes,
     subscriptions_and_payments_feed_status_and_lifetime_value,
     unmapped_resources_are_recorded_once_each,
+    one_product_whichever_provider_sold_it,
 );
 
 /// One reader's Piano life: every kind of event the sync applies.

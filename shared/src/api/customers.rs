@@ -12,10 +12,10 @@ use super::AppState;
 use super::settings::authorize;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{CustomerId, Email};
-use crate::domain::record::{CustomerRecord, CustomerSummary, ProductNames, product_ids};
+use crate::domain::record::{CustomerRecord, CustomerSummary, ProductNames, product_ids, products_of};
 use crate::http::ApiError;
 use crate::http::context::finish;
-use crate::store::repo::{activities, catalogue, customers};
+use crate::store::repo::{activities, catalogue, customers, publications};
 use crate::store::{Cursor, StoreError};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -110,5 +110,8 @@ async fn record(
             names.insert(product, name);
         }
     }
-    Ok(Json(CustomerRecord::build(&customer, timeline, next.map(|c| c.encode()), &names)))
+    let catalogue =
+        publications::get(store, &publication).await?.map(|s| s.value.settings.catalogue).unwrap_or_default();
+    let products = products_of(&customer, &catalogue, crate::store::now_epoch());
+    Ok(Json(CustomerRecord::build(&customer, timeline, next.map(|c| c.encode()), &names, products)))
 }

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::access::EntitlementStatus;
 use super::activity::{Activity, ActivityKind};
 use super::billing::{InvoiceState, ItemState, PaymentStatus, StripeBilling, SubscriptionState};
 use super::customer::Customer;
 use super::ids::{AccountKey, CustomerId};
 use super::money::{Currency, Money, Totals};
 use super::piano::{PianoSubscription, combined_status};
+use super::settings::CatalogueEntry;
 
 /// RFC 3339 for an epoch second; `None` for times out of range.
 pub fn rfc3339(epoch: i64) -> Option<String> {
@@ -142,6 +144,8 @@ pub struct CustomerRecord {
     pub subscriptions: Vec<SubscriptionView>,
     pub invoices: Vec<InvoiceView>,
     pub entitlements: Vec<Value>,
+    /// Catalogue products the customer holds now, through either provider.
+    pub products: Vec<ProductView>,
     pub activities: Vec<ActivityView>,
     /// Cursor of the next page of activities (`?activitiesCursor=`), when there is one.
     pub activities_next: Option<String>,
@@ -162,6 +166,48 @@ pub struct CustomerSummary {
     pub lifetime_value: Totals,
     pub mrr: Totals,
     pub created_at: Option<String>,
+}
+
+/// A catalogue product the customer holds, and through which providers (one SKU, whichever sold it).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductView {
+    pub sku: String,
+    pub name: String,
+    /// `stripe` (a live subscription to one of its products), `piano` (active access to one of its resources).
+    pub via: Vec<&'static str>,
+}
+
+/// The catalogue entries `customer` holds at `now`.
+pub fn products_of(customer: &Customer, catalogue: &[CatalogueEntry], now: i64) -> Vec<ProductView> {
+    let stripe_products: Vec<&str> = customer
+        .stripe
+        .subscriptions
+        .values()
+        .filter(|s| s.state.is_live())
+        .flat_map(|s| s.state.items.iter().filter_map(|i| i.price.product_id.as_deref()))
+        .collect();
+    let piano_resources: Vec<&str> = customer
+        .piano
+        .entitlements
+        .values()
+        .map(|t| &t.state)
+        .filter(|e| e.status == EntitlementStatus::Active && e.expires_at.is_none_or(|t| t > now))
+        .map(|e| e.resource_id.as_str())
+        .collect();
+    catalogue
+        .iter()
+        .filter_map(|entry| {
+            let mut via = Vec::new();
+            if entry.stripe_product_ids.iter().any(|p| stripe_products.contains(&p.as_str())) {
+                via.push("stripe");
+            }
+            if entry.piano_resource_ids.iter().any(|r| piano_resources.contains(&r.as_str())) {
+                via.push("piano");
+            }
+            (!via.is_empty()).then(|| ProductView { sku: entry.sku.clone(), name: entry.name.clone(), via })
+        })
+        .collect()
 }
 
 /// Product names by product id, looked up by the caller.
@@ -296,6 +342,7 @@ impl CustomerRecord {
         activities: Vec<Activity>,
         activities_next: Option<String>,
         names: &ProductNames,
+        products: Vec<ProductView>,
     ) -> Self {
         let billing = &customer.stripe;
         let main = billing.main_subscription();
@@ -343,6 +390,7 @@ impl CustomerRecord {
                     })
                 })
                 .collect(),
+            products,
             activities: activities.into_iter().map(ActivityView::from).collect(),
             activities_next,
             open_tasks: Vec::new(),

@@ -77,6 +77,7 @@ impl EventWorker {
                     api: self.stripe.as_ref(),
                     publication: &header.publication,
                     account,
+                    settings: &settings.settings,
                     now,
                 };
                 stripe::apply(&ctx, &event).await

@@ -12,9 +12,10 @@ use crate::domain::billing::{Merge, ProfileState, Progress, ScheduleState, Strip
 use crate::domain::customer::{Customer, Identity};
 use crate::domain::ids::{CustomerId, Email, PublicationId};
 use crate::domain::money::{Currency, Money};
-use crate::domain::settings::StripeAccount;
+use crate::domain::settings::{PublicationSettings, StripeAccount};
 use crate::store::repo::catalogue;
 use crate::store::repo::customers;
+use crate::store::repo::unmapped::{self, Unmapped};
 use crate::store::repo::{Versioned, activities as timeline, ledger};
 use crate::store::{Store, StoreError, WriteOp};
 use crate::stripe::client::{Params, StripeApi, StripeAuth};
@@ -31,12 +32,36 @@ pub struct Context<'a> {
     pub api: &'a dyn StripeApi,
     pub publication: &'a PublicationId,
     pub account: &'a StripeAccount,
+    pub settings: &'a PublicationSettings,
     pub now: i64,
 }
 
 impl Context<'_> {
     fn auth(&self) -> StripeAuth {
         StripeAuth::from(self.account)
+    }
+
+    /// Unmapped-product records for the products a subscription names outside the catalogue.
+    fn unmapped_products(&self, event: &Event, change: &Change) -> Result<Vec<WriteOp>, StoreError> {
+        let Change::Subscription(s) = change else { return Ok(Vec::new()) };
+        let mut products: Vec<String> =
+            s.items.data.iter().filter_map(|i| i.price()?.product.map(|p| p.0)).filter(|p| !p.is_empty()).collect();
+        products.sort();
+        products.dedup();
+        products
+            .into_iter()
+            .filter(|p| self.settings.product_of_stripe_product(p).is_none())
+            .map(|id| {
+                let record = Unmapped {
+                    provider: PROVIDER.into(),
+                    account: Some(self.account.key.to_string()),
+                    id,
+                    last_seen: event.created,
+                    last_event_id: event.id.to_string(),
+                };
+                unmapped::put(self.publication, &record)
+            })
+            .collect()
     }
 
     /// The object as Stripe holds it now; `None` when Stripe no longer has it or refuses to show it.
@@ -126,6 +151,7 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
             after.email = found.value.email.clone();
         }
         let mut extra = vec![ctx.ledger(event)?];
+        extra.extend(ctx.unmapped_products(event, &change)?);
         for activity in &recorder.out {
             extra.push(timeline::put(ctx.publication, &after.id, activity)?);
         }
