@@ -132,6 +132,57 @@ async fn public_route_samples_list_winback_and_cancel() {
     assert_eq!(body["data"]["cancel_at_period_end"], true);
 }
 
+/// The Piano webhook sample (encrypted with the sample settings' private key by openssl, not by this
+/// project) queues the CRM's copy, which the worker applies, and the very forward job the forwarder
+/// sample carries; that job, pointed at a loopback endpoint, is replayed there.
+#[tokio::test]
+async fn piano_samples_flow_from_proxy_to_worker_and_forwarder() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use shared::piano::forward::{ForwardWorker, Forwarder};
+    use shared::queue::{EVENTS, FORWARD};
+
+    let store = support::embedded_store();
+    let state = support::app_state(store.store.clone());
+    assert_eq!(invoke("settings-api", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
+    let (status, body) = invoke("piano-webhook", "access-granted.json", state.clone()).await;
+    assert_eq!((status, body), (StatusCode::OK, serde_json::json!({"received": true})));
+
+    let crm = state.queue.receive(EVENTS.name, 10, Duration::from_millis(10)).await.unwrap();
+    let stripe = shared::stripe::client::HttpStripe::new("http://127.0.0.1:9").unwrap();
+    let worker = shared::sync::worker::EventWorker::new(store.store.clone(), Arc::new(stripe));
+    assert_eq!(worker.process(&crm[0].body).await.unwrap(), shared::sync::Outcome::Applied);
+    let publication = shared::domain::ids::PublicationId::parse("demo").unwrap();
+    let reader = shared::domain::customer::Identity::Piano("PNIdemo0001".into());
+    let customer = shared::store::repo::customers::find(store.store.as_ref(), &publication, &reader).await.unwrap();
+    assert!(customer.unwrap().value.piano.entitlements.contains_key("RXYZ"));
+
+    let queued = state.queue.receive(FORWARD.name, 10, Duration::from_millis(10)).await.unwrap();
+    let mut batch: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&sample("piano-forwarder", "sqs-batch.json")).expect("an SQS event");
+    let mut job: serde_json::Value = serde_json::from_str(batch.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(job, serde_json::from_str::<serde_json::Value>(&queued[0].body).unwrap(), "the job the proxy queues");
+
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let legacy = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(uri.query().unwrap_or_default().to_owned());
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    job["url"] = format!("http://{}/piano-hook", listener.local_addr().unwrap()).into();
+    tokio::spawn(async move { axum::serve(listener, legacy).await.unwrap() });
+    batch.records[0].body = Some(job.to_string());
+    let forwarder = ForwardWorker::new(Arc::new(Forwarder::new(true)));
+    let response = shared::queue::worker::lambda_batch(&forwarder, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(*seen.lock().unwrap(), [job["query"].as_str().unwrap().to_owned()]);
+}
+
 #[test]
 fn every_sample_belongs_to_a_function() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
