@@ -1,7 +1,9 @@
-//! `customers-api`: the customer listing and the customer record (API.md "Customer record").
+//! `customers-api`: the customer listing (all, by email, by payment status) and the customer record
+//! (API.md "Customer record"); creation and edits are in `customer_edits`.
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -10,10 +12,12 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::settings::authorize;
+use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{CustomerId, Email};
 use crate::domain::record::{CustomerRecord, CustomerSummary, ProductNames, product_ids, products_of};
 use crate::http::ApiError;
+use crate::http::body::MAX_ADMIN_BODY;
 use crate::http::context::finish;
 use crate::store::repo::{activities, catalogue, customers, publications};
 use crate::store::{Cursor, StoreError};
@@ -23,8 +27,12 @@ const MAX_LIMIT: u32 = 200;
 
 pub fn routes(state: AppState) -> Router {
     Router::new()
-        .route("/admin/publications/{publication_id}/customers", get(list))
-        .route("/admin/publications/{publication_id}/customers/{customer_id}", get(record))
+        .route("/admin/publications/{publication_id}/customers", get(list).post(super::customer_edits::create))
+        .route(
+            "/admin/publications/{publication_id}/customers/{customer_id}",
+            get(record).patch(super::customer_edits::update),
+        )
+        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }
 
@@ -36,6 +44,7 @@ pub fn router(state: AppState) -> Router {
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     email: Option<String>,
+    status: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
 }
@@ -78,7 +87,16 @@ async fn list(
         return Ok(Json(json!({ "data": data, "next": null })));
     }
     let after = cursor(query.cursor.as_deref())?;
-    let (page, next) = customers::list(store, &publication, limit(query.limit)?, after).await.map_err(page_error)?;
+    let limit = limit(query.limit)?;
+    let (page, next) = match query.status.as_deref() {
+        Some(text) => {
+            let status = PaymentStatus::parse(text)
+                .ok_or_else(|| ApiError::BadRequest("status must be current, overdue, cancelled or none".into()))?;
+            customers::list_by_status(store, &publication, status, limit, after).await
+        }
+        None => customers::list(store, &publication, limit, after).await,
+    }
+    .map_err(page_error)?;
     let data: Vec<CustomerSummary> = page.iter().map(CustomerSummary::build).collect();
     Ok(Json(json!({ "data": data, "next": next.map(|c| c.encode()) })))
 }

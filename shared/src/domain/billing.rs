@@ -302,6 +302,24 @@ pub enum PaymentStatus {
     None,
 }
 
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 4] =
+        [PaymentStatus::Current, PaymentStatus::Overdue, PaymentStatus::Cancelled, PaymentStatus::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Current => "current",
+            PaymentStatus::Overdue => "overdue",
+            PaymentStatus::Cancelled => "cancelled",
+            PaymentStatus::None => "none",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
 /// The monthly-normalised value of one subscription item, Stripe's way: `amount × quantity`
 /// scaled from its interval to a month, less its discounts; metered and one-off prices count nothing.
 fn item_mrr(item: &ItemState) -> Option<(Currency, i128)> {

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::billing::PaymentStatus;
 use super::billing::StripeBilling;
 use super::ids::{AccountKey, CustomerId, Email, PublicationId};
-use super::piano::PianoSide;
+use super::money::Totals;
+use super::piano::{PianoSide, combined_status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,6 +69,20 @@ impl Customer {
             out.push(Identity::Piano(uid.clone()));
         }
         out
+    }
+
+    /// Both providers' payment status as one.
+    pub fn payment_status(&self) -> PaymentStatus {
+        combined_status(self.stripe.payment_status(), self.piano.payment_status())
+    }
+
+    /// Both providers' lifetime value, per currency.
+    pub fn lifetime_value(&self) -> Totals {
+        let mut totals = self.stripe.lifetime_value();
+        for (currency, amount) in self.piano.lifetime_value().iter() {
+            totals.add(currency, amount);
+        }
+        totals
     }
 
     /// Links a Stripe customer to this record (the first one per account becomes the primary id).

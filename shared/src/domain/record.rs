@@ -12,7 +12,7 @@ use super::billing::{InvoiceState, ItemState, PaymentStatus, StripeBilling, Subs
 use super::customer::Customer;
 use super::ids::{AccountKey, CustomerId};
 use super::money::{Currency, Money, Totals};
-use super::piano::{PianoSubscription, combined_status};
+use super::piano::PianoSubscription;
 use super::settings::CatalogueEntry;
 
 /// RFC 3339 for an epoch second; `None` for times out of range.
@@ -275,20 +275,6 @@ fn piano_subscription_view(s: &PianoSubscription) -> SubscriptionView {
     }
 }
 
-/// Both providers' payment status as one.
-fn payment_status(customer: &Customer) -> PaymentStatus {
-    combined_status(customer.stripe.payment_status(), customer.piano.payment_status())
-}
-
-/// Both providers' lifetime value, per currency.
-fn lifetime_value(customer: &Customer) -> Totals {
-    let mut totals = customer.stripe.lifetime_value();
-    for (currency, amount) in customer.piano.lifetime_value().iter() {
-        totals.add(currency, amount);
-    }
-    totals
-}
-
 fn invoice_view(i: &InvoiceState) -> InvoiceView {
     InvoiceView {
         id: i.id.clone(),
@@ -327,9 +313,9 @@ impl CustomerSummary {
             id: customer.id.clone(),
             email: customer.email.as_ref().map(|e| e.to_string()),
             name: customer.name.clone(),
-            payment_status: payment_status(customer),
+            payment_status: customer.payment_status(),
             plan: billing.main_subscription().and_then(|s| s.items.first()).map(|i| plan_of(i, &ProductNames::new())),
-            lifetime_value: lifetime_value(customer),
+            lifetime_value: customer.lifetime_value(),
             mrr: billing.mrr(),
             created_at: rfc3339(customer.created_at),
         }
@@ -364,13 +350,13 @@ impl CustomerRecord {
             stripe_customer_ids: customer.stripe_customer_ids.clone(),
             additional_stripe_customer_ids: additional,
             piano_uid: customer.piano_uid.clone(),
-            payment_status: payment_status(customer),
+            payment_status: customer.payment_status(),
             plan: main.and_then(|s| s.items.first()).map(|i| plan_of(i, names)),
             billing_cycle: main.map(|s| BillingCycle {
                 current_period_start: at(s.current_period_start),
                 current_period_end: at(s.current_period_end),
             }),
-            lifetime_value: lifetime_value(customer),
+            lifetime_value: customer.lifetime_value(),
             mrr: billing.mrr(),
             subscriptions: subscriptions
                 .into_iter()

@@ -13,6 +13,7 @@
 //! `fake_stripe_unsupported`. One object space for every account (the `Stripe-Account` header is only
 //! recorded).
 
+mod customers;
 mod form;
 mod routes;
 mod schedules;

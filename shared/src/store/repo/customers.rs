@@ -1,9 +1,12 @@
 //! Customers: one item per customer plus one identity item per email / provider id, written in the
-//! same transaction with "must not exist" conditions, so two customers can never share an identity.
+//! same transaction with "must not exist" conditions, so two customers can never share an identity;
+//! and one item in the listing of the customer's payment status, moved in the transaction that
+//! changes it, so `?status=` is a query, never a scan.
 
 use std::collections::HashSet;
 
 use super::{Versioned, from_item, keys_of, to_doc};
+use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::{Customer, Identity};
 use crate::domain::ids::{CustomerId, PublicationId};
 use crate::store::{Cond, Cursor, Index, Item, Query, Store, StoreError, WriteOp};
@@ -35,6 +38,12 @@ fn customer_item(customer: &Customer, version: u64) -> Result<Item, StoreError> 
         .with_version(version))
 }
 
+fn status_put(customer: &Customer) -> Result<WriteOp, StoreError> {
+    let key = keys_of::customer_by_status(&customer.publication_id, customer.payment_status(), &customer.id);
+    let doc = to_doc(&IdentityDoc { customer_id: customer.id.clone() })?;
+    Ok(WriteOp::put(Item::new(key, doc), Cond::None))
+}
+
 fn identity_put(customer: &Customer, identity: &Identity) -> Result<WriteOp, StoreError> {
     let doc = to_doc(&IdentityDoc { customer_id: customer.id.clone() })?;
     Ok(WriteOp::put(Item::new(keys_of::identity(&customer.publication_id, identity), doc), Cond::NotExists))
@@ -47,6 +56,7 @@ pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), Custom
     for identity in &identities {
         ops.push(identity_put(customer, identity)?);
     }
+    ops.push(status_put(customer)?);
     match store.write(ops).await {
         Ok(()) => Ok(()),
         Err(StoreError::ConditionFailed { index: 0 }) => {
@@ -88,6 +98,14 @@ pub async fn update_with(
     }
     for identity in old.iter().filter(|i| !new.contains(i)) {
         ops.push(WriteOp::Delete { key: keys_of::identity(&before.publication_id, identity), cond: Cond::None });
+    }
+    let (was, is) = (before.payment_status(), after.payment_status());
+    if was != is {
+        ops.push(WriteOp::Delete {
+            key: keys_of::customer_by_status(&before.publication_id, was, &before.id),
+            cond: Cond::None,
+        });
+        ops.push(status_put(after)?);
     }
     let first_extra = ops.len();
     ops.extend(extra);
@@ -164,6 +182,27 @@ pub async fn find_or_create(
         }
     }
     Err(StoreError::Transient("customer identity kept changing; retry".into()).into())
+}
+
+/// One page of the customers whose payment status is `status`, in id (creation) order.
+pub async fn list_by_status(
+    store: &dyn Store,
+    publication: &PublicationId,
+    status: PaymentStatus,
+    limit: u32,
+    after: Option<Cursor>,
+) -> Result<(Vec<Customer>, Option<Cursor>), StoreError> {
+    let query = Query::new(Index::Primary, keys_of::status_partition(publication, status)).limit(limit).after(after);
+    let page = store.query(&query).await?;
+    let ids: Vec<CustomerId> = page
+        .items
+        .into_iter()
+        .map(|i| from_item::<IdentityDoc>(i).map(|d| d.value.customer_id))
+        .collect::<Result<_, _>>()?;
+    let found = futures::future::try_join_all(ids.iter().map(|id| get(store, publication, id))).await?;
+    // An entry whose customer moved on meanwhile is skipped: it is no longer in this status.
+    let customers = found.into_iter().flatten().map(|v| v.value).filter(|c| c.payment_status() == status).collect();
+    Ok((customers, page.next))
 }
 
 /// One page of a publication's customers in id (creation) order.

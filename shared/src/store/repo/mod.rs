@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Item, StoreError};
+use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{AccountKey, CustomerId, PublicationId};
 
@@ -72,6 +73,15 @@ pub mod keys_of {
 
     pub fn customers_partition(publication: &PublicationId) -> String {
         format!("PUB#{publication}#CUSTOMERS")
+    }
+
+    /// The customer's entry in the listing of its payment status (`?status=`).
+    pub fn customer_by_status(publication: &PublicationId, status: PaymentStatus, id: &CustomerId) -> Key {
+        Key::new(status_partition(publication, status), format!("C#{id}"))
+    }
+
+    pub fn status_partition(publication: &PublicationId, status: PaymentStatus) -> String {
+        format!("PUB#{publication}#STATUS#{}", status.as_str())
     }
 
     pub fn identity(publication: &PublicationId, identity: &Identity) -> Key {

@@ -3,6 +3,6 @@
 
 mod activities;
 mod apply;
-mod map;
+pub(crate) mod map;
 
 pub use apply::{Context, apply};

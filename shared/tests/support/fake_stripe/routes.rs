@@ -1,6 +1,7 @@
 //! The fake's request handling: recording, injected failures, bearer keys, form parsing, idempotent
 //! replay (in `handle`), then the Stripe routes themselves (in `route`: webhook endpoints and generic
-//! retrieval here, subscriptions in `subscriptions`, subscription schedules in `schedules`), and the
+//! retrieval here, customers in `customers`, subscriptions in `subscriptions`, subscription schedules in
+//! `schedules`), and the
 //! error JSON and parameter helpers they share.
 
 use axum::body::Bytes;
@@ -11,7 +12,8 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::{
-    RecordedRequest, Shared, State as Inner, StoredAnswer, fixture, lock, pairs_to_json, schedules, subscriptions,
+    RecordedRequest, Shared, State as Inner, StoredAnswer, customers, fixture, lock, pairs_to_json, schedules,
+    subscriptions,
 };
 
 /// An answer before headers: status and JSON body.
@@ -125,6 +127,8 @@ fn route(state: &mut Inner, method: &Method, path: &str, params: &Value) -> Repl
         ("POST", ["v1", "webhook_endpoints"]) => create_webhook_endpoint(state, params),
         ("POST", ["v1", "webhook_endpoints", id]) => update_webhook_endpoint(state, id, params),
         ("DELETE", ["v1", "webhook_endpoints", id]) => delete_webhook_endpoint(state, id),
+        ("POST", ["v1", "customers"]) => customers::create(state, params).unwrap_or_else(|e| e),
+        ("POST", ["v1", "customers", id]) => customers::update(state, id, params).unwrap_or_else(|e| e),
         ("GET", ["v1", "subscriptions"]) => subscriptions::list(state, params).unwrap_or_else(|e| e),
         ("GET", ["v1", "subscriptions", id]) => subscriptions::retrieve(state, id, params).unwrap_or_else(|e| e),
         ("POST", ["v1", "subscriptions", id]) => subscriptions::update(state, id, params).unwrap_or_else(|e| e),
