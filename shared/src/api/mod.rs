@@ -5,6 +5,7 @@ pub mod customer_edits;
 pub mod customers;
 pub mod piano_registration;
 pub mod piano_webhook;
+pub mod revenue;
 pub mod settings;
 pub mod stripe_accounts;
 pub mod stripe_webhook;
@@ -27,6 +28,7 @@ pub fn all_routes(state: AppState) -> axum::Router {
     crate::http::context::finish(
         settings::routes(state.clone())
             .merge(customers::routes(state.clone()))
+            .merge(revenue::routes(state.clone()))
             .merge(stripe_webhook::routes(state.clone()))
             .merge(piano_webhook::routes(state.clone()))
             .merge(subscriptions::list_routes(state.clone()))

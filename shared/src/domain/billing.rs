@@ -370,8 +370,10 @@ impl SubscriptionState {
                     amount -= (amount * i128::from(bp.min(10_000)) + 5_000) / 10_000;
                 }
                 if let Some(off) = discount.amount_off.as_ref().filter(|m| m.currency == currency) {
-                    // A fixed amount comes off each invoice; normalise it like the main interval.
-                    let monthly = self.items.first().and_then(|item| {
+                    // A fixed amount comes off each invoice; normalise it like the interval of the
+                    // items it applies to (those of its currency).
+                    let billed = self.items.iter().find(|i| i.price.currency.as_ref() == Some(&currency));
+                    let monthly = billed.and_then(|item| {
                         item_mrr(&ItemState {
                             price: PriceState { unit_amount: Some(off.amount), ..item.price.clone() },
                             quantity: 1,
@@ -514,6 +516,86 @@ mod tests {
         assert_eq!(sub("trialing", 1500, "month", 1, 1).mrr().get(&usd()), 0);
         assert_eq!(sub("canceled", 1500, "month", 1, 1).mrr().get(&usd()), 0);
         assert_eq!(sub("past_due", 1500, "month", 1, 1).mrr().get(&usd()), 1500);
+    }
+
+    fn priced(currency: &str, amount: i64, interval: &str, count: u32, quantity: u64) -> ItemState {
+        ItemState {
+            price: PriceState {
+                price_id: format!("price_{currency}_{amount}"),
+                product_id: None,
+                nickname: None,
+                unit_amount: Some(amount),
+                currency: Some(Currency::parse(currency).unwrap()),
+                interval: Some(interval.into()),
+                interval_count: count,
+                metered: false,
+            },
+            quantity,
+        }
+    }
+
+    #[test]
+    fn mrr_normalises_every_interval_count() {
+        // (amount, interval, count, quantity) → monthly, rounded half up once.
+        let cases = [
+            (700, "day", 7, 1, 3042),      // 700 × 365 / 12 / 7
+            (100, "day", 1, 3, 9125),      // 3 × 100 × 365 / 12
+            (1000, "week", 2, 1, 2167),    // 1000 × 52 / 12 / 2 = 2166.67
+            (999, "month", 1, 2, 1998),
+            (2999, "month", 6, 1, 500),    // 499.83
+            (10000, "year", 1, 1, 833),    // 833.33
+            (25000, "year", 2, 1, 1042),   // 1041.67
+            (1, "month", 2, 1, 1),         // 0.5 rounds up
+            (0, "month", 1, 5, 0),
+        ];
+        for (amount, interval, count, quantity, monthly) in cases {
+            let mut s = sub("active", amount, interval, count, quantity);
+            s.items = vec![priced("usd", amount, interval, count, quantity)];
+            assert_eq!(s.mrr().get(&usd()), monthly, "{amount} per {count} {interval} × {quantity}");
+        }
+    }
+
+    #[test]
+    fn mrr_keeps_currencies_apart_and_honours_zero_decimal_ones() {
+        let jpy = Currency::parse("jpy").unwrap();
+        let eur = Currency::parse("eur").unwrap();
+        let mut s = sub("active", 0, "month", 1, 1);
+        s.items = vec![
+            priced("jpy", 12000, "year", 1, 1),
+            priced("jpy", 980, "month", 1, 2),
+            priced("eur", 499, "month", 1, 1),
+        ];
+        let mrr = s.mrr();
+        assert_eq!(mrr.get(&jpy), 1000 + 1960, "yen have no minor unit: 12000 / 12 + 2 × 980");
+        assert_eq!(mrr.get(&eur), 499);
+        assert_eq!(mrr.get(&usd()), 0);
+        // A fixed discount in one currency leaves the others alone; a percentage applies to each.
+        s.discounts = vec![DiscountState { percent_off_bp: None, amount_off: Some(Money::new(100, eur.clone())) }];
+        assert_eq!((s.mrr().get(&eur), s.mrr().get(&jpy)), (399, 2960));
+        s.discounts = vec![DiscountState { percent_off_bp: Some(1000), amount_off: None }];
+        assert_eq!((s.mrr().get(&eur), s.mrr().get(&jpy)), (449, 2664));
+    }
+
+    #[test]
+    fn mrr_ignores_metered_one_off_and_trials_and_never_goes_negative() {
+        let mut s = sub("active", 1500, "month", 1, 1);
+        s.items[0].price.metered = true;
+        assert_eq!(s.mrr().get(&usd()), 0);
+        let mut s = sub("active", 1500, "month", 1, 1);
+        s.items[0].price.interval = None;
+        assert_eq!(s.mrr().get(&usd()), 0, "a one-off price");
+        assert_eq!(sub("trialing", 1500, "month", 1, 1).mrr().get(&usd()), 0);
+        assert_eq!(sub("incomplete", 1500, "month", 1, 1).mrr().get(&usd()), 0);
+        assert_eq!(sub("unpaid", 1500, "month", 1, 1).mrr().get(&usd()), 0);
+        let mut s = sub("active", 1500, "month", 1, 1);
+        s.discounts = vec![DiscountState { percent_off_bp: None, amount_off: Some(Money::new(5000, usd())) }];
+        assert_eq!(s.mrr().get(&usd()), 0);
+        // A yearly fixed discount is spread over the months like the price.
+        let mut s = sub("active", 12000, "year", 1, 1);
+        s.discounts = vec![DiscountState { percent_off_bp: Some(2550), amount_off: None }];
+        assert_eq!(s.mrr().get(&usd()), 745, "1000 less 25.5 %");
+        s.discounts = vec![DiscountState { percent_off_bp: None, amount_off: Some(Money::new(1200, usd())) }];
+        assert_eq!(s.mrr().get(&usd()), 900);
     }
 
     #[test]

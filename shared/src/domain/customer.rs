@@ -1,13 +1,13 @@
 //! The CRM customer: one record per person per publication, holding the provider ids that identify them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::billing::PaymentStatus;
 use super::billing::StripeBilling;
 use super::ids::{AccountKey, CustomerId, Email, PublicationId};
-use super::money::Totals;
+use super::money::{Currency, Totals};
 use super::piano::{PianoSide, combined_status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,9 @@ pub struct Customer {
     pub stripe: StripeBilling,
     #[serde(default)]
     pub piano: PianoSide,
+    /// Currencies the customer has ever had MRR in: MRR from zero in one of them is a reactivation.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub mrr_currencies: BTreeSet<Currency>,
 }
 
 impl Customer {
@@ -47,6 +50,7 @@ impl Customer {
             updated_at: now,
             stripe: StripeBilling::default(),
             piano: PianoSide::default(),
+            mrr_currencies: BTreeSet::new(),
         }
     }
 

@@ -10,5 +10,6 @@ pub mod ids;
 pub mod money;
 pub mod piano;
 pub mod record;
+pub mod revenue;
 pub mod secret;
 pub mod settings;

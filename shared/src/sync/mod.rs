@@ -95,16 +95,29 @@ pub(crate) enum Committed {
     Retry,
 }
 
+/// The event a commit applies: its provider time and id, for the revenue movements it makes.
+pub(crate) struct Fact<'a> {
+    pub at: i64,
+    pub event_id: &'a str,
+}
+
 /// Writes `after` (when it differs from `found`) with `extra` (the event's ledger entry first, then its
-/// timeline entries and other items) in one transaction.
+/// timeline entries and other items) and the MRR movements between the two states, in one transaction.
 pub(crate) async fn commit(
     store: &dyn crate::store::Store,
     found: &crate::store::repo::Versioned<crate::domain::customer::Customer>,
     mut after: crate::domain::customer::Customer,
-    extra: Vec<crate::store::WriteOp>,
+    mut extra: Vec<crate::store::WriteOp>,
+    fact: &Fact<'_>,
     now: i64,
 ) -> Result<Committed, SyncError> {
     use crate::domain::customer::Identity;
+    let (movements, ever) = crate::domain::revenue::movements(&found.value, &after, fact.at, fact.event_id);
+    after.mrr_currencies = ever;
+    let recorded_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    for movement in &movements {
+        extra.push(crate::store::repo::revenue::put(&after.publication_id, movement, recorded_ms)?);
+    }
     let result = if after == found.value {
         store.write(extra).await.map_err(|e| match e {
             StoreError::ConditionFailed { index } => CustomerWriteError::Extra(index),

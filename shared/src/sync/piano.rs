@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::{Committed, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
+use super::{Committed, Fact, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
 use crate::domain::access::{Entitlement, EntitlementStatus};
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::billing::{Merge, Progress, Tracked};
@@ -375,7 +375,8 @@ pub async fn apply(store: &dyn Store, d: &Delivery<'_>) -> Result<Outcome, SyncE
         for activity in &activities {
             extra.push(activities::put(d.publication, &after.id, activity)?);
         }
-        match commit(store, &found, after, extra, d.now).await? {
+        let fact = Fact { at: d.received_at, event_id: d.event_id };
+        match commit(store, &found, after, extra, &fact, d.now).await? {
             Committed::Applied => return Ok(Outcome::Applied),
             Committed::Duplicate => return Ok(Outcome::Duplicate),
             Committed::EmailTaken => keep_email = true,

@@ -126,6 +126,7 @@ pub fn router_of(binary: &str, state: AppState) -> axum::Router {
     match binary {
         "settings-api" => settings::router(state),
         "customers-api" => shared::api::customers::router(state),
+        "revenue-api" => shared::api::revenue::router(state),
         "stripe-webhook" => shared::api::stripe_webhook::router(state),
         "piano-webhook" => shared::api::piano_webhook::router(state),
         "subscriptions-list" => shared::api::subscriptions::list_router(state),

@@ -6,6 +6,7 @@ pub mod customers;
 pub mod keys;
 pub mod ledger;
 pub mod publications;
+pub mod revenue;
 pub mod unmapped;
 
 use serde::Serialize;
@@ -120,6 +121,20 @@ pub mod keys_of {
 
     pub fn unmapped_partition(publication: &PublicationId) -> String {
         format!("PUB#{publication}#UNMAPPED")
+    }
+
+    /// An MRR movement in one of the publication's movement partitions, sorted by recording time.
+    pub fn mrr_movement(publication: &PublicationId, shard: u32, sk: &str) -> Key {
+        Key::new(mrr_partition(publication, shard), sk)
+    }
+
+    pub fn mrr_partition(publication: &PublicationId, shard: u32) -> String {
+        format!("PUB#{publication}#MRR#{shard}")
+    }
+
+    /// The folded revenue summary of a publication.
+    pub fn revenue_summary(publication: &PublicationId) -> Key {
+        Key::new(format!("PUB#{publication}#REVENUE"), "SUMMARY")
     }
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {

@@ -22,7 +22,7 @@ use crate::stripe::client::{Params, StripeApi, StripeAuth};
 use crate::stripe::event::{Event, Payload};
 use crate::stripe::objects as obj;
 use crate::sync::identity::{self, Hints, IdentityCache};
-use crate::sync::{Committed, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
+use crate::sync::{Committed, Fact, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
 
 const PROVIDER: &str = "stripe";
 
@@ -155,7 +155,8 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         for activity in &recorder.out {
             extra.push(timeline::put(ctx.publication, &after.id, activity)?);
         }
-        match commit(ctx.store, &found, after, extra, ctx.now).await? {
+        let fact = Fact { at: event.created, event_id: event.id.as_str() };
+        match commit(ctx.store, &found, after, extra, &fact, ctx.now).await? {
             Committed::Applied => return Ok(Outcome::Applied),
             Committed::Duplicate => return Ok(Outcome::Duplicate),
             Committed::EmailTaken => keep_email = true,
