@@ -183,6 +183,17 @@ async fn piano_samples_flow_from_proxy_to_worker_and_forwarder() {
     assert_eq!(*seen.lock().unwrap(), [job["query"].as_str().unwrap().to_owned()]);
 }
 
+/// The revenue sample answers the report of its range (empty for a new publication).
+#[tokio::test]
+async fn revenue_sample_answers_its_range() {
+    let store = support::embedded_store();
+    let state = support::app_state(store.store.clone());
+    assert_eq!(invoke("settings-api", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
+    let (status, body) = invoke("revenue-api", "get-revenue.json", state).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({"from": "2026-01", "to": "2026-03", "currencies": []}));
+}
+
 #[test]
 fn every_sample_belongs_to_a_function() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");

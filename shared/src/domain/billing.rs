@@ -467,18 +467,23 @@ impl StripeBilling {
     }
 }
 
+/// States for unit tests of this crate.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn usd() -> Currency {
-        Currency::parse("usd").unwrap()
-    }
-
-    fn sub(status: &str, amount: i64, interval: &str, count: u32, quantity: u64) -> SubscriptionState {
+    /// A one-item subscription in usd.
+    pub(crate) fn subscription(
+        id: &str,
+        status: &str,
+        amount: i64,
+        interval: &str,
+        count: u32,
+        quantity: u64,
+    ) -> SubscriptionState {
         SubscriptionState {
-            account: AccountKey::parse("main").unwrap(),
-            id: format!("sub_{status}_{amount}"),
+            account: AccountKey::parse("main").expect("key"),
+            id: id.into(),
             status: status.into(),
             items: vec![ItemState {
                 price: PriceState {
@@ -486,7 +491,7 @@ mod tests {
                     product_id: None,
                     nickname: None,
                     unit_amount: Some(amount),
-                    currency: Some(usd()),
+                    currency: Some(Currency::parse("usd").expect("usd")),
                     interval: Some(interval.into()),
                     interval_count: count,
                     metered: false,
@@ -504,6 +509,19 @@ mod tests {
             schedule_id: None,
             discounts: vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd() -> Currency {
+        Currency::parse("usd").unwrap()
+    }
+
+    fn sub(status: &str, amount: i64, interval: &str, count: u32, quantity: u64) -> SubscriptionState {
+        fixtures::subscription(&format!("sub_{status}_{amount}"), status, amount, interval, count, quantity)
     }
 
     #[test]
@@ -538,14 +556,14 @@ mod tests {
     fn mrr_normalises_every_interval_count() {
         // (amount, interval, count, quantity) → monthly, rounded half up once.
         let cases = [
-            (700, "day", 7, 1, 3042),      // 700 × 365 / 12 / 7
-            (100, "day", 1, 3, 9125),      // 3 × 100 × 365 / 12
-            (1000, "week", 2, 1, 2167),    // 1000 × 52 / 12 / 2 = 2166.67
+            (700, "day", 7, 1, 3042),   // 700 × 365 / 12 / 7
+            (100, "day", 1, 3, 9125),   // 3 × 100 × 365 / 12
+            (1000, "week", 2, 1, 2167), // 1000 × 52 / 12 / 2 = 2166.67
             (999, "month", 1, 2, 1998),
-            (2999, "month", 6, 1, 500),    // 499.83
-            (10000, "year", 1, 1, 833),    // 833.33
-            (25000, "year", 2, 1, 1042),   // 1041.67
-            (1, "month", 2, 1, 1),         // 0.5 rounds up
+            (2999, "month", 6, 1, 500),  // 499.83
+            (10000, "year", 1, 1, 833),  // 833.33
+            (25000, "year", 2, 1, 1042), // 1041.67
+            (1, "month", 2, 1, 1),       // 0.5 rounds up
             (0, "month", 1, 5, 0),
         ];
         for (amount, interval, count, quantity, monthly) in cases {

@@ -308,43 +308,12 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::billing::{ItemState, PriceState, SubscriptionState, Tracked};
-    use crate::domain::ids::{AccountKey, PublicationId};
-
-    fn usd() -> Currency {
-        Currency::parse("usd").unwrap()
-    }
+    use crate::domain::billing::{Tracked, fixtures};
+    use crate::domain::ids::PublicationId;
 
     fn with_sub(customer: &Customer, id: &str, status: &str, amount: i64) -> Customer {
         let mut c = customer.clone();
-        let state = SubscriptionState {
-            account: AccountKey::parse("main").unwrap(),
-            id: id.into(),
-            status: status.into(),
-            items: vec![ItemState {
-                price: PriceState {
-                    price_id: "price_1".into(),
-                    product_id: None,
-                    nickname: None,
-                    unit_amount: Some(amount),
-                    currency: Some(usd()),
-                    interval: Some("month".into()),
-                    interval_count: 1,
-                    metered: false,
-                },
-                quantity: 1,
-            }],
-            current_period_start: None,
-            current_period_end: None,
-            cancel_at_period_end: false,
-            cancel_at: None,
-            canceled_at: None,
-            ended_at: None,
-            trial_end: None,
-            created: None,
-            schedule_id: None,
-            discounts: vec![],
-        };
+        let state = fixtures::subscription(id, status, amount, "month", 1, 1);
         c.stripe.subscriptions.insert(id.into(), Tracked { as_of: 1, state });
         c
     }
