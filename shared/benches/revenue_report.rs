@@ -91,9 +91,13 @@ async fn load(
         }
     }
     let mut batches = Vec::new();
-    while !ops.is_empty() {
-        let rest = ops.split_off(ops.len().min(per_write));
-        batches.push(std::mem::replace(&mut ops, rest));
+    let mut rest = ops.into_iter();
+    loop {
+        let batch: Vec<_> = rest.by_ref().take(per_write).collect();
+        if batch.is_empty() {
+            break;
+        }
+        batches.push(batch);
     }
     use futures::StreamExt;
     futures::stream::iter(batches)
