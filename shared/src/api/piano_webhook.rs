@@ -15,8 +15,8 @@ use crate::domain::ids::PublicationId;
 use crate::http::ApiError;
 use crate::http::body::RawBody;
 use crate::http::context::{finish, record_publication};
-use crate::piano::forward::ForwardJob;
-use crate::piano::webhook::{decrypt, parse_event};
+use crate::piano::forward::Replay;
+use crate::piano::webhook::{decrypt, event_type};
 use crate::queue::{EVENTS, FORWARD, OutMessage};
 use crate::sync::envelope::{self, Header, MAX_BODY_BYTES, Provider};
 
@@ -31,7 +31,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn form_value(text: &str, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(text.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    crate::http::form::value(text, name)
 }
 
 /// `data` from the query string, a form body or a JSON body, in that order.
@@ -72,22 +72,20 @@ async fn receive(
     let data = data_of(query.as_deref(), content_type.as_deref(), &body)
         .ok_or_else(|| ApiError::BadRequest("missing data".into()))?;
     let plaintext = decrypt(&data, &piano.private_key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let event = parse_event(&plaintext).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // The worker parses the event; here it need only be a JSON object (its type goes to the log).
+    let kind = event_type(&plaintext).map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
+    let replay = Replay {
+        publication: &publication,
+        method: method.as_str(),
+        query: query.as_deref(),
+        content_type: content_type.as_deref(),
+        body: &body,
+    };
     let jobs: Vec<OutMessage> = piano
         .legacy_webhook_urls
         .iter()
-        .map(|url| {
-            let job = ForwardJob {
-                publication: publication.clone(),
-                url: url.url().as_str().to_owned(),
-                method: method.to_string(),
-                query: query.clone(),
-                content_type: content_type.clone(),
-                body: body.clone(),
-            };
-            serde_json::to_string(&job).map(OutMessage::new)
-        })
+        .map(|url| replay.job(url.url().as_str()).map(OutMessage::new))
         .collect::<Result<_, _>>()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     // The CRM's copy first: when it cannot be queued, Piano retries and no endpoint got it twice.
@@ -105,6 +103,6 @@ async fn receive(
     if !jobs.is_empty() {
         state.queue.send(FORWARD.name, &jobs).await.map_err(|e| ApiError::Unavailable(format!("forward jobs: {e}")))?;
     }
-    tracing::info!(kind = event.kind.as_deref().unwrap_or("unknown"), forwards = jobs.len(), "Piano event received");
+    tracing::info!(kind = kind.as_deref().unwrap_or("unknown"), forwards = jobs.len(), "Piano event received");
     Ok(Json(json!({ "received": true })))
 }

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sha2::Sha256;
@@ -168,6 +169,113 @@ pub fn parse_event(plaintext: &str) -> Result<PianoEvent, WebhookError> {
     Ok(event)
 }
 
+/// What the proxy needs of decrypted webhook JSON before queueing it: the check `parse_event` makes
+/// (a JSON object, else `NotJson` or `NotObject`) and the event's `type`, read as `parse_event` reads
+/// it, without building the document: the fields it skips cost no allocation.
+pub fn event_type(plaintext: &str) -> Result<Option<String>, WebhookError> {
+    let mut json = serde_json::Deserializer::from_str(plaintext);
+    match json.deserialize_map(TypeOfObject).and_then(|kind| json.end().map(|()| kind)) {
+        Ok(kind) => Ok(kind),
+        // Not an object, or not JSON: `parse_event` tells which (errors only take this path).
+        Err(_) => parse_event(plaintext).map(|event| event.kind),
+    }
+}
+
+/// Visits a JSON object, keeping only its (last) `type` member, loosely read.
+struct TypeOfObject;
+
+impl<'de> Visitor<'de> for TypeOfObject {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kind = None;
+        while let Some(is_type) = map.next_key::<KeyIsType>()? {
+            if is_type.0 {
+                kind = map.next_value::<Loose>()?.0;
+            } else {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(kind)
+    }
+}
+
+/// Any JSON value, read and dropped under the rules `Value` reads by (nesting limit, numbers in range),
+/// which `IgnoredAny` does not apply.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+}
+
+/// Whether an object key is `type` (escapes decoded), without keeping it.
+struct KeyIsType(bool);
+
+impl<'de> Deserialize<'de> for KeyIsType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl Visitor<'_> for Key {
+            type Value = KeyIsType;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<KeyIsType, E> {
+                Ok(KeyIsType(key == "type"))
+            }
+        }
+        d.deserialize_str(Key)
+    }
+}
+
+/// A value read as `loose_string` reads it.
+struct Loose(Option<String>);
+
+impl<'de> Deserialize<'de> for Loose {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        loose_string(d).map(Loose)
+    }
+}
+
 /// A string, or a number written as one; anything else is `None`.
 fn loose_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Value::deserialize(d)? {
@@ -323,6 +431,42 @@ mod tests {
         assert_eq!(event.subscription_id, None);
         assert_eq!(event.raw["access_id"], "AC0001");
         assert_eq!(event.raw["custom"]["sku"], "978-3-16-148410-0");
+    }
+
+    #[test]
+    fn event_type_reads_and_refuses_what_parse_event_does() {
+        let texts = [
+            r#"{"version":2,"type":"access_granted","uid":"PNI1","custom":{"type":"inner","list":[1,{"type":2}]}}"#,
+            r#"{"type":42}"#,
+            r#"{"type":null}"#,
+            r#"{"type":["access_granted"]}"#,
+            r#"{"type":"first","type":"second"}"#,
+            r#"{"ty\u0070e":"escaped key","t\"ype":"not it"}"#,
+            r#"{"type":"Gr\u00fc\u00dfe \"quoted\""}"#,
+            r#"  {"uid":"PNI1"}  "#,
+            "{}",
+            "[1]",
+            r#"["access_granted"]"#,
+            r#""type""#,
+            "42",
+            "null",
+            "JavaIsSoFun",
+            "",
+            r#"{"type":"a"} trailing"#,
+            r#"{"type":"a""#,
+            r#"{"type":"a",}"#,
+            r#"{"a":[1,2}"#,
+            r#"{"type":"big","n":1e400}"#,
+            r#"{"type":"fine","n":-1.5e300,"m":18446744073709551616,"s":"\ud83d\ude00","e":"\ud800"}"#,
+            &format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            &format!(r#"{{"type":"deep","x":{}1{}}}"#, "[".repeat(200), "]".repeat(200)),
+        ];
+        for text in texts {
+            assert_eq!(event_type(text), parse_event(text).map(|e| e.kind), "{text}");
+        }
+        assert_eq!(event_type(texts[0]), Ok(Some("access_granted".to_owned())));
+        assert_eq!(event_type("[1]"), Err(WebhookError::NotObject));
+        assert_eq!(event_type("{"), Err(WebhookError::NotJson));
     }
 
     #[test]
