@@ -57,17 +57,54 @@ where
     batch.iter().zip(results).filter(|(_, ok)| !ok).map(|(m, _)| m.id.clone()).collect()
 }
 
+/// How long a failed message stays invisible before its next attempt under `run`: `base × 2^receive
+/// count` (the exponent capped at 9), at most `max`. SQS counts visibility in whole seconds, so
+/// sub-second delays round down. (Under Lambda the queue's visibility timeout sets the pace instead.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 2 s, 4 s, 8 s, ... up to 5 minutes.
+    pub const DEFAULT: Backoff = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(300) };
+
+    /// The delay after the attempt that was receive number `receive_count`.
+    pub fn delay(&self, receive_count: u32) -> Duration {
+        self.base.saturating_mul(1 << receive_count.min(9)).min(self.max)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// Delay before a failed message's next attempt: exponential in its receive count, capped.
 pub fn backoff(receive_count: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(receive_count.min(9)).min(300))
+    Backoff::DEFAULT.delay(receive_count)
 }
 
 /// Polls `queue` until `shutdown`; a batch already received is always finished (drained) first.
+/// Failed messages come back after `Backoff::DEFAULT`.
 pub async fn run(
     queue: Arc<dyn Queue>,
     name: &'static str,
     handler: Arc<dyn BatchHandler>,
     shutdown: CancellationToken,
+) {
+    run_with_backoff(queue, name, handler, shutdown, Backoff::DEFAULT).await;
+}
+
+/// `run` with the delay before each failed message's next attempt set by `backoff`.
+pub async fn run_with_backoff(
+    queue: Arc<dyn Queue>,
+    name: &'static str,
+    handler: Arc<dyn BatchHandler>,
+    shutdown: CancellationToken,
+    backoff: Backoff,
 ) {
     loop {
         let batch = tokio::select! {
@@ -90,10 +127,23 @@ pub async fn run(
             tracing::warn!(queue = name, error = %e, "acknowledgement failed; messages will be redelivered");
         }
         for m in retry {
-            if let Err(e) = queue.retry_later(name, &m.receipt, backoff(m.receive_count)).await {
+            if let Err(e) = queue.retry_later(name, &m.receipt, backoff.delay(m.receive_count)).await {
                 tracing::warn!(queue = name, error = %e, "could not delay a failed message");
             }
         }
     }
     tracing::info!(queue = name, "worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let secs = |rc| backoff(rc).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(8), secs(9), secs(20)], [2, 4, 8, 256, 300, 300]);
+        let quick = Backoff { base: Duration::from_millis(500), max: Duration::from_secs(1) };
+        assert_eq!([quick.delay(0), quick.delay(1), quick.delay(7)], [quick.base, quick.max, quick.max]);
+    }
 }
