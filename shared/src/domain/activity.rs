@@ -28,6 +28,8 @@ pub enum ActivityKind {
     AccessGranted,
     AccessModified,
     AccessRevoked,
+    /// A note written by an automation rule (`logActivity`).
+    Note,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,28 @@ pub enum Trigger {
     AccessRevoked,
 }
 
+impl Trigger {
+    /// The name settings use (`"payment_failed"`), also `{event.type}` in templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::PaymentSucceeded => "payment_succeeded",
+            Trigger::PaymentFailed => "payment_failed",
+            Trigger::SubscriptionCanceled => "subscription_canceled",
+            Trigger::SubscriptionUpgraded => "subscription_upgraded",
+            Trigger::SubscriptionDowngraded => "subscription_downgraded",
+            Trigger::TrialWillEnd => "trial_will_end",
+            Trigger::Refund => "refund",
+            Trigger::AccessRevoked => "access_revoked",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Conditions {

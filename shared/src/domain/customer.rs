@@ -35,6 +35,13 @@ pub struct Customer {
     /// Currencies the customer has ever had MRR in: MRR from zero in one of them is a reactivation.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub mrr_currencies: BTreeSet<Currency>,
+    /// Lifecycle stage set by automation rules (`setStatus`), e.g. "Active Customer".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_stage: Option<String>,
+    /// Provider time (epoch seconds) of the event whose rule set `lifecycle_stage`: a rule run for an
+    /// older event never replaces the stage a newer one set, whatever order the events arrive in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_stage_at: Option<i64>,
 }
 
 impl Customer {
@@ -51,6 +58,8 @@ impl Customer {
             stripe: StripeBilling::default(),
             piano: PianoSide::default(),
             mrr_currencies: BTreeSet::new(),
+            lifecycle_stage: None,
+            lifecycle_stage_at: None,
         }
     }
 

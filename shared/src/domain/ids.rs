@@ -106,6 +106,37 @@ impl CustomerId {
 }
 string_newtype!(CustomerId);
 
+/// A follow-up task's id: `tsk_` and a ULID. Automation tasks derive theirs from what created them
+/// (the event's time, then a hash of event, rule and action), so a rerun names the same task.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(String);
+
+const TASK_PREFIX: &str = "tsk_";
+
+impl TaskId {
+    /// The id of the task made at `at` (epoch seconds) from `seed`: the same inputs, the same id;
+    /// ids sort by `at`.
+    pub fn derived(at: i64, seed: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(seed.as_bytes());
+        let mut random = [0u8; 16];
+        random[6..].copy_from_slice(&digest[..10]);
+        let ms = u64::try_from(at.max(0)).unwrap_or(0).saturating_mul(1000).min((1 << 48) - 1);
+        Self(format!("{TASK_PREFIX}{}", ulid::Ulid::from_parts(ms, u128::from_be_bytes(random))))
+    }
+
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        value
+            .strip_prefix(TASK_PREFIX)
+            .filter(|rest| rest.len() == 26)
+            .and_then(|rest| ulid::Ulid::from_string(rest).ok())
+            .map(|ulid| Self(format!("{TASK_PREFIX}{ulid}")))
+            .ok_or_else(|| ParseError("task id must look like tsk_<ULID>".into()))
+    }
+}
+string_newtype!(TaskId);
+
 /// An email address, normalised (trimmed, lowercased) so that one person matches one record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -186,6 +217,23 @@ mod tests {
         assert_eq!(CustomerId::parse(id.as_str()).unwrap(), id);
         assert!(CustomerId::parse("cus_123").is_err());
         assert!(CustomerId::parse("cus_crm_notaulid").is_err());
+    }
+
+    #[test]
+    fn task_ids_are_derived_and_parse() {
+        let id = TaskId::derived(1_790_000_000, "evt_1:rule0:0");
+        assert_eq!(id, TaskId::derived(1_790_000_000, "evt_1:rule0:0"));
+        assert_ne!(id, TaskId::derived(1_790_000_000, "evt_1:rule0:1"));
+        assert!(TaskId::derived(1_790_000_000, "b") < TaskId::derived(1_790_000_001, "a"), "ids sort by time");
+        assert_eq!(TaskId::parse(id.as_str()).unwrap(), id);
+        assert_eq!(
+            TaskId::parse(&id.as_str().to_lowercase()).unwrap(),
+            id,
+            "lowercase ULIDs parse to the canonical id"
+        );
+        for bad in ["", "tsk_", "tsk_123", "task_01J8Z6W5V7QK3M2N4P6R8S0T1V", "tsk_01J8Z6W5V7QK3M2N4P6R8S0T1V/x"] {
+            assert!(TaskId::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

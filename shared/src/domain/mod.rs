@@ -13,3 +13,4 @@ pub mod record;
 pub mod revenue;
 pub mod secret;
 pub mod settings;
+pub mod task;

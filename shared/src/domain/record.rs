@@ -14,6 +14,7 @@ use super::ids::{AccountKey, CustomerId};
 use super::money::{Currency, Money, Totals};
 use super::piano::PianoSubscription;
 use super::settings::CatalogueEntry;
+use super::task::TaskView;
 
 /// RFC 3339 for an epoch second; `None` for times out of range.
 pub fn rfc3339(epoch: i64) -> Option<String> {
@@ -137,6 +138,8 @@ pub struct CustomerRecord {
     pub additional_stripe_customer_ids: Vec<Value>,
     pub piano_uid: Option<String>,
     pub payment_status: PaymentStatus,
+    /// Set by automation rules (`setStatus`), e.g. "Active Customer".
+    pub lifecycle_stage: Option<String>,
     pub plan: Option<Plan>,
     pub billing_cycle: Option<BillingCycle>,
     pub lifetime_value: Totals,
@@ -149,7 +152,8 @@ pub struct CustomerRecord {
     pub activities: Vec<ActivityView>,
     /// Cursor of the next page of activities (`?activitiesCursor=`), when there is one.
     pub activities_next: Option<String>,
-    pub open_tasks: Vec<Value>,
+    /// The customer's open follow-up tasks, oldest first (`with_open_tasks`).
+    pub open_tasks: Vec<TaskView>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
 }
@@ -351,6 +355,7 @@ impl CustomerRecord {
             additional_stripe_customer_ids: additional,
             piano_uid: customer.piano_uid.clone(),
             payment_status: customer.payment_status(),
+            lifecycle_stage: customer.lifecycle_stage.clone(),
             plan: main.and_then(|s| s.items.first()).map(|i| plan_of(i, names)),
             billing_cycle: main.map(|s| BillingCycle {
                 current_period_start: at(s.current_period_start),
@@ -383,5 +388,11 @@ impl CustomerRecord {
             created_at: rfc3339(customer.created_at),
             updated_at: rfc3339(customer.updated_at),
         }
+    }
+
+    /// The record with its open tasks (read apart from the customer item).
+    pub fn with_open_tasks(mut self, tasks: Vec<TaskView>) -> Self {
+        self.open_tasks = tasks;
+        self
     }
 }

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod ledger;
 pub mod publications;
 pub mod revenue;
+pub mod tasks;
 pub mod unmapped;
 
 use serde::Serialize;
@@ -15,7 +16,8 @@ use serde::de::DeserializeOwned;
 use super::{Item, StoreError};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
-use crate::domain::ids::{AccountKey, CustomerId, PublicationId};
+use crate::domain::ids::{AccountKey, CustomerId, PublicationId, TaskId};
+use crate::domain::task::TaskStatus;
 
 /// A value read from the store with the version a conditional update must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +106,27 @@ pub mod keys_of {
     }
 
     pub const ACTIVITY_PREFIX: &str = "ACT#";
+
+    /// A follow-up task; listed by status in gsi1 (`task_by_status`), which closing moves.
+    pub fn task(publication: &PublicationId, id: &TaskId) -> Key {
+        Key::new(format!("PUB#{publication}#TASKS"), format!("T#{id}"))
+    }
+
+    /// The task's key in gsi1: the listing of its status, in id (creation) order.
+    pub fn task_by_status(publication: &PublicationId, status: TaskStatus, id: &TaskId) -> Key {
+        Key::new(tasks_status_partition(publication, status), format!("T#{id}"))
+    }
+
+    pub fn tasks_status_partition(publication: &PublicationId, status: TaskStatus) -> String {
+        format!("PUB#{publication}#TASKS#{}", status.as_str())
+    }
+
+    /// The task's copy in its customer's partition, which the customer record reads.
+    pub fn customer_task(publication: &PublicationId, customer: &CustomerId, id: &TaskId) -> Key {
+        Key::new(customer_partition(publication, customer), format!("{TASK_PREFIX}{id}"))
+    }
+
+    pub const TASK_PREFIX: &str = "TASK#";
 
     /// A product (`kind` = `PRODUCT`) or price (`PRICE`) of one Stripe account's catalogue.
     pub fn stripe_catalogue(publication: &PublicationId, account: &AccountKey, kind: &str, id: &str) -> Key {
