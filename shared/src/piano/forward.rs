@@ -3,6 +3,7 @@
 //! endpoint, so a dead endpoint retries (and ends in the dead-letter queue) without delaying others.
 //! Private, loopback and link-local targets are refused unless the deployment allows them
 //! (`CRM_FORWARD_ALLOW_PRIVATE=1`, for tests and local runs); the checked address is the one used.
+//! Automation notifications (`notify`) travel the same way: a JSON POST with an `Idempotency-Key`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::domain::ids::PublicationId;
 use crate::queue::Received;
 use crate::queue::worker::{BatchHandler, each_concurrently};
 
-/// One delivery of one Piano request to one legacy endpoint.
+/// One delivery of one Piano request to one legacy endpoint (or of one automation notification).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ForwardJob {
@@ -27,6 +28,19 @@ pub struct ForwardJob {
     pub query: Option<String>,
     pub content_type: Option<String>,
     pub body: String,
+    /// Further request headers (a notification's `Idempotency-Key`); jobs written before it have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+impl ForwardJob {
+    /// The target's scheme and host, for logs: the path of a chat webhook URL is its secret.
+    pub fn target(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| format!("{}://{h}", u.scheme())))
+            .unwrap_or_else(|| "(invalid URL)".into())
+    }
 }
 
 /// One Piano request as every forward job of it replays it; `job` writes the job of one endpoint.
@@ -44,7 +58,7 @@ impl Replay<'_> {
     /// from the borrowed request (a request fans out to up to 10 endpoints; its `data` is copied
     /// once per job, into the message, and nowhere else).
     pub fn job(&self, url: &str) -> serde_json::Result<String> {
-        /// `ForwardJob`'s fields, in its order, borrowed.
+        /// `ForwardJob`'s fields, in its order, borrowed (a replay has no `headers`, which a job omits when empty).
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Job<'a> {
@@ -164,12 +178,19 @@ impl Forwarder {
         if let Some(content_type) = &job.content_type {
             request = request.header(reqwest::header::CONTENT_TYPE, content_type);
         }
+        for (name, value) in &job.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ForwardError::BadJob(format!("header name: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| ForwardError::BadJob(format!("header {name}: {e}")))?;
+            request = request.header(name, value);
+        }
         let response = request.send().await.map_err(|e| ForwardError::Failed(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() {
             Ok(status.as_u16())
         } else {
-            Err(ForwardError::Failed(format!("{} answered {status}", job.url)))
+            Err(ForwardError::Failed(format!("{} answered {status}", job.target())))
         }
     }
 }
@@ -194,11 +215,11 @@ impl ForwardWorker {
         };
         match self.forwarder.deliver(&job).await {
             Ok(status) => {
-                tracing::info!(url = %job.url, status, publication = %job.publication, "Piano event forwarded");
+                tracing::info!(target_host = %job.target(), status, publication = %job.publication, "forward job delivered");
                 true
             }
             Err(e) => {
-                tracing::warn!(url = %job.url, error = %e, attempt = message.receive_count, "forward failed; will retry");
+                tracing::warn!(target_host = %job.target(), error = %e, attempt = message.receive_count, "forward failed; will retry");
                 false
             }
         }
@@ -233,6 +254,7 @@ mod tests {
                 query: query.map(str::to_owned),
                 content_type: content_type.map(str::to_owned),
                 body: body.to_owned(),
+                headers: Vec::new(),
             };
             let message = replay.job(url).unwrap();
             assert_eq!(message, serde_json::to_string(&expected).unwrap());
