@@ -1,5 +1,5 @@
 //! `customers-api`: the customer listing (all, by email, by payment status) and the customer record
-//! (API.md "Customer record"); creation and edits are in `customer_edits`.
+//! (API.md "Customer record"); creation and edits are in `customer_edits`, follow-up tasks in `tasks`.
 
 use axum::Json;
 use axum::Router;
@@ -16,10 +16,11 @@ use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{CustomerId, Email};
 use crate::domain::record::{CustomerRecord, CustomerSummary, ProductNames, product_ids, products_of};
+use crate::domain::task::{TaskStatus, TaskView};
 use crate::http::ApiError;
 use crate::http::body::MAX_ADMIN_BODY;
 use crate::http::context::finish;
-use crate::store::repo::{activities, catalogue, customers, publications};
+use crate::store::repo::{activities, catalogue, customers, publications, tasks};
 use crate::store::{Cursor, StoreError};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -32,6 +33,7 @@ pub fn routes(state: AppState) -> Router {
             "/admin/publications/{publication_id}/customers/{customer_id}",
             get(record).patch(super::customer_edits::update),
         )
+        .merge(super::tasks::routes())
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }
@@ -49,14 +51,14 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-fn limit(value: Option<u32>) -> Result<u32, ApiError> {
+pub(super) fn limit(value: Option<u32>) -> Result<u32, ApiError> {
     match value.unwrap_or(DEFAULT_LIMIT) {
         n @ 1..=MAX_LIMIT => Ok(n),
         _ => Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_LIMIT}"))),
     }
 }
 
-fn cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+pub(super) fn cursor(text: Option<&str>) -> Result<Option<Cursor>, ApiError> {
     text.map(Cursor::decode).transpose().map_err(|_| bad_cursor())
 }
 
@@ -65,7 +67,7 @@ fn bad_cursor() -> ApiError {
 }
 
 /// A cursor of another listing is refused by the store as invalid: the caller's mistake.
-fn page_error(e: StoreError) -> ApiError {
+pub(super) fn page_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Invalid(_) => bad_cursor(),
         other => other.into(),
@@ -131,5 +133,8 @@ async fn record(
     let catalogue =
         publications::get(store, &publication).await?.map(|s| s.value.settings.catalogue).unwrap_or_default();
     let products = products_of(&customer, &catalogue, crate::store::now_epoch());
-    Ok(Json(CustomerRecord::build(&customer, timeline, next.map(|c| c.encode()), &names, products)))
+    let open = tasks::of_customer(store, &publication, &id, Some(TaskStatus::Open)).await?;
+    let record = CustomerRecord::build(&customer, timeline, next.map(|c| c.encode()), &names, products)
+        .with_open_tasks(open.into_iter().map(TaskView::from).collect());
+    Ok(Json(record))
 }

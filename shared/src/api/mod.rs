@@ -10,6 +10,7 @@ pub mod settings;
 pub mod stripe_accounts;
 pub mod stripe_webhook;
 pub mod subscriptions;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
