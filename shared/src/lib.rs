@@ -2,6 +2,7 @@
 //! See DESIGN.md beside the repository and docs/ for the architecture.
 
 pub mod api;
+pub mod automation;
 pub mod aws;
 pub mod config;
 pub mod domain;
