@@ -1,4 +1,5 @@
-//! Lambda `webhook-worker`: the events queue's consumer, answering SQS partial batch responses.
+//! Lambda `webhook-worker`: the events queue's consumer, answering SQS partial batch responses; runs
+//! the automations events fire (notifications go to the forward queue).
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use shared::sync::worker::EventWorker;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
-    let state = shared::runtime::aws_state(shared::runtime::Needs::default()).await?;
+    // Automations queue their notifications on the forward queue.
+    let needs = shared::runtime::Needs { queues: &[shared::queue::FORWARD], ..Default::default() };
+    let state = shared::runtime::aws_state(needs).await?;
     let worker = Arc::new(EventWorker::for_state(&state));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
         let worker = worker.clone();

@@ -21,6 +21,8 @@ pub enum SyncError {
     Stripe(#[from] StripeError),
     #[error("Piano API: {0}")]
     Piano(#[from] crate::piano::client::PianoError),
+    #[error("automation: {0}")]
+    Automation(#[from] crate::automation::AutomationError),
     #[error(transparent)]
     Event(#[from] EventError),
     #[error("bad queue message: {0}")]
@@ -41,6 +43,7 @@ impl SyncError {
             SyncError::Store(e) => e.is_transient(),
             SyncError::Stripe(e) => e.is_transient(),
             SyncError::Piano(e) => e.is_transient(),
+            SyncError::Automation(e) => e.is_transient(),
             SyncError::Contention => true,
             _ => false,
         }
@@ -95,10 +98,31 @@ pub(crate) enum Committed {
     Retry,
 }
 
-/// The event a commit applies: its provider time and id, for the revenue movements it makes.
+/// The event a commit applies: its provider time and id (for the revenue movements it makes), the
+/// timeline entries it made and the publication's settings (for the automations it fires).
 pub(crate) struct Fact<'a> {
     pub at: i64,
+    pub provider: &'a str,
     pub event_id: &'a str,
+    pub activities: &'a [crate::domain::activity::Activity],
+    pub settings: &'a crate::domain::settings::PublicationSettings,
+    /// Receives the automations the commit recorded as pending.
+    pub fired: &'a FiredSink,
+}
+
+/// The triggers an applied event fired that some rule of the publication matches, handed from the
+/// commit to the worker, which runs them once the event's transaction is in.
+#[derive(Default)]
+pub struct FiredSink(std::sync::Mutex<Vec<crate::automation::Fired>>);
+
+impl FiredSink {
+    fn set(&self, fired: Vec<crate::automation::Fired>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fired;
+    }
+
+    pub fn take(&self) -> Vec<crate::automation::Fired> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 /// Writes `after` (when it differs from `found`) with `extra` (the event's ledger entry first, then its
@@ -113,6 +137,20 @@ pub(crate) async fn commit(
 ) -> Result<Committed, SyncError> {
     use crate::domain::customer::Identity;
     let (movements, ever) = crate::domain::revenue::movements(&found.value, &after, fact.at, fact.event_id);
+    let fired: Vec<_> = crate::automation::fired_by(&found.value, &after, fact.activities, fact.event_id)
+        .into_iter()
+        .filter(|f| !crate::automation::matching(fact.settings, f).is_empty())
+        .collect();
+    // The outbox: pending automations are written with the event, so a crash before they run leaves
+    // them for the redelivery (which finds the event a duplicate, and this item).
+    if !fired.is_empty() {
+        extra.push(crate::store::repo::ledger::pending_put(
+            &after.publication_id,
+            fact.provider,
+            fact.event_id,
+            &fired,
+        )?);
+    }
     after.mrr_currencies = ever;
     let recorded_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     for movement in &movements {
@@ -128,7 +166,10 @@ pub(crate) async fn commit(
         crate::store::repo::customers::update_with(store, &found.value, &after, found.version, extra).await.map(|_| ())
     };
     match result {
-        Ok(()) => Ok(Committed::Applied),
+        Ok(()) => {
+            fact.fired.set(fired);
+            Ok(Committed::Applied)
+        }
         Err(CustomerWriteError::Extra(0)) => Ok(Committed::Duplicate),
         Err(CustomerWriteError::Taken { identity: Some(Identity::Email(email)), holder }) => {
             tracing::warn!(%email, holder = ?holder, customer = %found.value.id, "email belongs to another customer; kept the record's own");

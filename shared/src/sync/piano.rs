@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::{Committed, Fact, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
+use super::{Committed, Fact, FiredSink, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
 use crate::domain::access::{Entitlement, EntitlementStatus};
 use crate::domain::activity::{Activity, ActivityKind};
 use crate::domain::billing::{Merge, Progress, Tracked};
@@ -37,6 +37,8 @@ pub struct Delivery<'a> {
     /// Receipt time, epoch seconds (timeline entries) and microseconds (state order).
     pub received_at: i64,
     pub received_at_us: i64,
+    /// Receives the automations the applied event fired.
+    pub fired: &'a FiredSink,
     pub now: i64,
 }
 
@@ -375,7 +377,14 @@ pub async fn apply(store: &dyn Store, d: &Delivery<'_>) -> Result<Outcome, SyncE
         for activity in &activities {
             extra.push(activities::put(d.publication, &after.id, activity)?);
         }
-        let fact = Fact { at: d.received_at, event_id: d.event_id };
+        let fact = Fact {
+            at: d.received_at,
+            provider: PROVIDER,
+            event_id: d.event_id,
+            activities: &activities,
+            settings: d.settings,
+            fired: d.fired,
+        };
         match commit(store, &found, after, extra, &fact, d.now).await? {
             Committed::Applied => return Ok(Outcome::Applied),
             Committed::Duplicate => return Ok(Outcome::Duplicate),

@@ -9,11 +9,12 @@ use tracing::Instrument;
 
 use super::envelope::{self, Provider};
 use super::identity::IdentityCache;
-use super::{Outcome, SyncError, piano, stripe};
+use super::{FiredSink, Outcome, SyncError, piano, stripe};
 use crate::piano::client::PianoApi;
-use crate::queue::Received;
 use crate::queue::worker::{BatchHandler, each_concurrently};
+use crate::queue::{Queue, Received};
 use crate::store::Store;
+use crate::store::repo::ledger;
 use crate::store::repo::publications::SettingsCache;
 use crate::stripe::client::StripeApi;
 use crate::stripe::event::Event;
@@ -25,6 +26,8 @@ pub struct EventWorker {
     piano: Option<Arc<dyn PianoApi>>,
     /// `CRM_PIANO_API_BASE`: Piano's API for every region (a fake in tests).
     piano_base: Option<String>,
+    /// Where automations queue their notifications; `None`: automations wait in their outbox.
+    queue: Option<Arc<dyn Queue>>,
     settings: SettingsCache,
     identities: IdentityCache,
 }
@@ -37,6 +40,7 @@ impl EventWorker {
             stripe,
             piano: None,
             piano_base: None,
+            queue: None,
             settings: SettingsCache::new(Duration::from_secs(30)),
             identities: IdentityCache::default(),
         }
@@ -49,10 +53,40 @@ impl EventWorker {
         self
     }
 
-    /// The worker of a deployment: its store and provider clients.
+    /// The queue automations send notifications to (the forward queue's owner).
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The worker of a deployment: its store, queues and provider clients.
     pub fn for_state(state: &crate::api::AppState) -> Self {
         Self::new(state.store.clone(), state.stripe.clone())
             .with_piano(state.piano.clone(), state.config.piano_api_base.clone())
+            .with_queue(state.queue.clone())
+    }
+
+    /// Runs the automations `event_id` fired (just applied, or pending from an attempt that stopped
+    /// before running them), then clears its outbox.
+    async fn run_automations(
+        &self,
+        settings: &crate::domain::settings::PublicationSettings,
+        publication: &crate::domain::ids::PublicationId,
+        provider: &str,
+        event_id: &str,
+        fired: Vec<crate::automation::Fired>,
+    ) -> Result<(), SyncError> {
+        if fired.is_empty() {
+            return Ok(());
+        }
+        let Some(queue) = &self.queue else {
+            tracing::warn!(event_id, "automations pending: this worker has no queue for them");
+            return Ok(());
+        };
+        let now = crate::store::now_epoch();
+        crate::automation::run(self.store.as_ref(), queue.as_ref(), settings, publication, &fired, now).await?;
+        ledger::pending_done(self.store.as_ref(), publication, provider, event_id).await?;
+        Ok(())
     }
 
     /// Applies one queue message.
@@ -64,7 +98,8 @@ impl EventWorker {
             .await?
             .ok_or_else(|| SyncError::UnknownPublication(header.publication.to_string()))?;
         let now = crate::store::now_epoch();
-        match header.provider {
+        let fired = FiredSink::default();
+        let (provider, event_id, outcome) = match header.provider {
             Provider::Stripe => {
                 let event = Event::parse(body.as_bytes())?;
                 tracing::Span::current().record("event_id", event.id.as_str());
@@ -78,9 +113,10 @@ impl EventWorker {
                     publication: &header.publication,
                     account,
                     settings: &settings.settings,
+                    fired: &fired,
                     now,
                 };
-                stripe::apply(&ctx, &event).await
+                ("stripe", event.id.to_string(), stripe::apply(&ctx, &event).await?)
             }
             Provider::Piano => {
                 let event = crate::piano::webhook::parse_event(body).map_err(|e| SyncError::Message(e.to_string()))?;
@@ -101,11 +137,23 @@ impl EventWorker {
                     fetched: fetched.as_ref(),
                     received_at: header.received_at,
                     received_at_us: header.received_at_us.unwrap_or(header.received_at.saturating_mul(1_000_000)),
+                    fired: &fired,
                     now,
                 };
-                piano::apply(self.store.as_ref(), &delivery).await
+                let outcome = piano::apply(self.store.as_ref(), &delivery).await?;
+                ("piano", id, outcome)
             }
-        }
+        };
+        let fired = match outcome {
+            Outcome::Applied => fired.take(),
+            // A redelivery: the attempt that applied it may have stopped before its automations ran.
+            Outcome::Duplicate if !settings.settings.automations.is_empty() => {
+                ledger::pending(self.store.as_ref(), &header.publication, provider, &event_id).await?
+            }
+            _ => Vec::new(),
+        };
+        self.run_automations(&settings.settings, &header.publication, provider, &event_id, fired).await?;
+        Ok(outcome)
     }
 
     async fn process_logged(&self, message: &Received) -> bool {

@@ -52,8 +52,8 @@ impl World {
         let parsed = PublicationSettings::parse(settings().to_string().as_bytes(), None).expect("valid settings");
         let stored = StoredSettings { publication_id: publication.clone(), settings: parsed, updated_at: 0 };
         publications::put(store.as_ref(), &stored, None).await.expect("store settings");
-        let worker = EventWorker::new(store.clone(), Arc::new(stripe.client()));
         let state = super::app_state_with(store.clone(), stripe.base_url());
+        let worker = EventWorker::new(store.clone(), Arc::new(stripe.client())).with_queue(state.queue.clone());
         Self { store, stripe, worker, state, publication }
     }
 

@@ -89,3 +89,39 @@ pub async fn release(store: &dyn Store, token: &ClaimToken) -> Result<(), StoreE
         Err(e) => Err(e),
     }
 }
+
+/// The automations an applied event fired and that have not run yet (the outbox), next to its ledger
+/// entry; written in the event's transaction, deleted once they ran.
+pub fn pending_put(
+    publication: &PublicationId,
+    provider: &str,
+    event_id: &str,
+    fired: &[crate::automation::Fired],
+) -> Result<WriteOp, StoreError> {
+    Ok(WriteOp::put(
+        Item::new(keys_of::pending_automations(publication, provider, event_id), to_doc(&fired)?),
+        Cond::None,
+    ))
+}
+
+pub async fn pending(
+    store: &dyn Store,
+    publication: &PublicationId,
+    provider: &str,
+    event_id: &str,
+) -> Result<Vec<crate::automation::Fired>, StoreError> {
+    match store.get(&keys_of::pending_automations(publication, provider, event_id)).await? {
+        Some(item) => Ok(from_item(item)?.value),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub async fn pending_done(
+    store: &dyn Store,
+    publication: &PublicationId,
+    provider: &str,
+    event_id: &str,
+) -> Result<(), StoreError> {
+    let key = keys_of::pending_automations(publication, provider, event_id);
+    store.write(vec![WriteOp::Delete { key, cond: Cond::None }]).await
+}

@@ -163,4 +163,9 @@ pub mod keys_of {
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {
         Key::new(format!("PUB#{publication}#EVT#{provider}#{event_id}"), "EVENT")
     }
+
+    /// The automations an applied event fired that have not run yet (beside its ledger entry).
+    pub fn pending_automations(publication: &PublicationId, provider: &str, event_id: &str) -> Key {
+        Key::new(format!("PUB#{publication}#EVT#{provider}#{event_id}"), "AUTOMATIONS")
+    }
 }

@@ -22,7 +22,7 @@ use crate::stripe::client::{Params, StripeApi, StripeAuth};
 use crate::stripe::event::{Event, Payload};
 use crate::stripe::objects as obj;
 use crate::sync::identity::{self, Hints, IdentityCache};
-use crate::sync::{Committed, Fact, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
+use crate::sync::{Committed, Fact, FiredSink, Outcome, ROUNDS, SyncError, commit, contention_pause, record_seen};
 
 const PROVIDER: &str = "stripe";
 
@@ -33,6 +33,8 @@ pub struct Context<'a> {
     pub publication: &'a PublicationId,
     pub account: &'a StripeAccount,
     pub settings: &'a PublicationSettings,
+    /// Receives the automations the applied event fired.
+    pub fired: &'a FiredSink,
     pub now: i64,
 }
 
@@ -155,7 +157,14 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         for activity in &recorder.out {
             extra.push(timeline::put(ctx.publication, &after.id, activity)?);
         }
-        let fact = Fact { at: event.created, event_id: event.id.as_str() };
+        let fact = Fact {
+            at: event.created,
+            provider: PROVIDER,
+            event_id: event.id.as_str(),
+            activities: &recorder.out,
+            settings: ctx.settings,
+            fired: ctx.fired,
+        };
         match commit(ctx.store, &found, after, extra, &fact, ctx.now).await? {
             Committed::Applied => return Ok(Outcome::Applied),
             Committed::Duplicate => return Ok(Outcome::Duplicate),
