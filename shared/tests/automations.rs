@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use shared::api::AppState;
 use shared::automation::{self, AutomationError, CLAIM_LEDGER, Fired, claim_id, fired_by};
@@ -32,6 +31,7 @@ use shared::store::repo::keys_of;
 use shared::store::repo::ledger::{self, Claim};
 use shared::store::repo::publications::{self, StoredSettings};
 use shared::store::repo::{activities, customers, tasks};
+use support::send;
 use tower::ServiceExt;
 
 const PUBLICATION: &str = "daily";
@@ -86,20 +86,6 @@ fn fired(trigger: Trigger, customer: &CustomerId, event_id: &str) -> Fired {
         provider: "stripe".into(),
         fact: None,
     }
-}
-
-async fn send(state: &AppState, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {}", support::OPERATOR))
-        .header("content-type", "application/json")
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-        .unwrap();
-    let response = shared::api::all_routes(state.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 async fn record(state: &AppState, id: &CustomerId) -> Value {

@@ -121,6 +121,29 @@ pub fn app_state_with(store: Arc<dyn Store>, stripe_base: &str) -> AppState {
     AppState::new(store, memory_queue(shared::queue::ALL), AdminAuth::new(OPERATOR), Arc::new(stripe), Arc::new(piano))
 }
 
+/// An admin request through every function's routes with the operator key (a JSON body when given);
+/// answers the status and the JSON (`Null` when the answer is not JSON).
+pub async fn send(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {OPERATOR}"))
+        .header("content-type", "application/json")
+        .body(body.map_or_else(axum::body::Body::empty, |b| axum::body::Body::from(b.to_string())))
+        .expect("request");
+    let response = shared::api::all_routes(state.clone()).oneshot(request).await.expect("router answers");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
 /// The router each function's `main.rs` runs, by binary name.
 pub fn router_of(binary: &str, state: AppState) -> axum::Router {
     match binary {
