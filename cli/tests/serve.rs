@@ -203,6 +203,10 @@ async fn the_demo_walkthrough_shows_customers() {
     assert_eq!(record["lifetimeValue"], json!([{"currency": "usd", "amount": 1500}]));
     let listed: Value = get_json(&http, &customers, &key).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    // The README's revenue line: the story's subscription (past due, still counted) in the movements.
+    let revenue = get_json(&http, format!("{}/admin/publications/demo/revenue?from=2026-01", server.base), &key).await;
+    assert_eq!(revenue["currencies"][0]["currency"], "usd", "{revenue}");
+    assert_eq!(revenue["currencies"][0]["mrr"], 1500, "{revenue}");
     assert!(server.stop().success());
 
     // A second start reuses the demo publication and its key.
