@@ -124,6 +124,69 @@ async fn worker_acknowledges_successes_and_retries_failures(queue: Q) {
     assert_eq!(queue.depth("fast").await.unwrap(), 0);
 }
 
+/// Puts `bodies` in the dead-letter queue of FAST the way they get there in production: received
+/// `max_receive_count` times without an acknowledgement.
+async fn dead_letter(queue: &Q, bodies: &[&str]) {
+    let out: Vec<OutMessage> = bodies.iter().map(|b| OutMessage::new(*b)).collect();
+    queue.send("fast", &out).await.unwrap();
+    for _ in 0..FAST.max_receive_count {
+        let got = drain(queue, "fast", bodies.len()).await;
+        assert_eq!(got.len(), bodies.len());
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert!(queue.receive("fast", 10, Duration::from_secs(1)).await.unwrap().is_empty());
+    for _ in 0..20 {
+        if queue.depth("fast-dlq").await.unwrap() == bodies.len() as u64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("messages did not reach the dead-letter queue");
+}
+
+async fn peek_shows_messages_and_leaves_them(queue: Q) {
+    let bodies = ["a", "b", "c"];
+    queue.send("fast-dlq", &bodies.map(OutMessage::new)).await.unwrap();
+    let first = queue.peek("fast-dlq", 2).await.unwrap();
+    assert_eq!(first.len(), 2, "at most `max`");
+    let all = queue.peek("fast-dlq", 10).await.unwrap();
+    let seen: BTreeSet<String> = all.iter().map(|m| m.body.clone()).collect();
+    assert_eq!(seen, bodies.iter().map(|b| (*b).to_owned()).collect(), "distinct messages, all of them");
+    assert!(all.iter().all(|m| !m.id.is_empty()));
+    assert_eq!(queue.depth("fast-dlq").await.unwrap(), 3, "peeking removes nothing");
+    // Still visible: a consumer gets them at once.
+    let got = drain(&queue, "fast-dlq", 3).await;
+    assert_eq!(got.len(), 3);
+    assert!(queue.peek("fast", 10).await.unwrap().is_empty());
+    assert!(matches!(queue.peek("nope", 1).await, Err(QueueError::UnknownQueue(_))));
+}
+
+async fn redrive_moves_dead_letters_back(queue: Q) {
+    dead_letter(&queue, &["one", "two", "three"]).await;
+    assert_eq!(queue.depth("fast").await.unwrap(), 0);
+    assert_eq!(queue.redrive(&FAST, 2).await.unwrap(), 2, "at most `max`");
+    assert_eq!(queue.depth("fast-dlq").await.unwrap(), 1);
+    assert_eq!(queue.redrive(&FAST, 100).await.unwrap(), 1, "the rest");
+    assert_eq!(queue.depth("fast-dlq").await.unwrap(), 0);
+    assert_eq!(queue.redrive(&FAST, 100).await.unwrap(), 0, "nothing left");
+    // Back on the queue as new deliveries, bodies unchanged.
+    let back = drain(&queue, "fast", 3).await;
+    let bodies: BTreeSet<String> = back.iter().map(|m| m.body.clone()).collect();
+    assert_eq!(bodies, ["one", "three", "two"].map(String::from).into_iter().collect());
+    assert!(back.iter().all(|m| m.receive_count == 1), "{back:?}");
+}
+
+async fn redrive_to_a_missing_queue_keeps_the_dead_letters(queue: Q) {
+    queue.send("fast-dlq", &[OutMessage::new("kept")]).await.unwrap();
+    let broken = QueueDef { name: "nope", ..FAST };
+    let err = queue.redrive(&broken, 10).await;
+    assert!(err.is_err(), "{err:?}");
+    assert_eq!(queue.depth("fast-dlq").await.unwrap(), 1);
+    let got = queue.receive("fast-dlq", 10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(got.len(), 1, "made visible again at once");
+    assert_eq!(got[0].body, "kept");
+}
+
 macro_rules! queue_contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -152,4 +215,7 @@ queue_contract!(
     delayed_messages_wait,
     bad_sends_are_refused,
     worker_acknowledges_successes_and_retries_failures,
+    peek_shows_messages_and_leaves_them,
+    redrive_moves_dead_letters_back,
+    redrive_to_a_missing_queue_keeps_the_dead_letters,
 );

@@ -186,4 +186,23 @@ impl Queue for MemoryQueue {
         self.reclaim(q, Instant::now()).await?;
         Ok(q.state.lock().await.waiting.len() as u64)
     }
+
+    async fn peek(&self, queue: &str, max: u32) -> Result<Vec<Received>, QueueError> {
+        let q = self.queue(queue)?;
+        let now = Instant::now();
+        self.reclaim(q, now).await?;
+        let state = q.state.lock().await;
+        Ok(state
+            .waiting
+            .iter()
+            .filter(|m| m.visible_at <= now)
+            .take(max as usize)
+            .map(|m| Received {
+                id: m.id.clone(),
+                receipt: String::new(),
+                body: m.body.clone(),
+                receive_count: m.receive_count,
+            })
+            .collect())
+    }
 }

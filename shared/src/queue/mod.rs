@@ -102,6 +102,49 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Approximate number of messages waiting (visible or delayed), as SQS reports it.
     async fn depth(&self, queue: &str) -> Result<u64, QueueError>;
+
+    /// Up to `max` visible messages, left on the queue and visible (for an operator's look at a
+    /// dead-letter queue). On SQS, looking is a receive: it raises the messages' receive counts.
+    async fn peek(&self, queue: &str, max: u32) -> Result<Vec<Received>, QueueError>;
+
+    /// Moves up to `max` messages from `def`'s dead-letter queue back to `def`'s queue: each is
+    /// deleted from the dead-letter queue only once the queue has accepted it, so a failure leaves
+    /// it where it was (or, at worst, in both). Answers how many moved; stops at the first send
+    /// that fails, with an error that says how many had moved by then.
+    async fn redrive(&self, def: &QueueDef, max: u64) -> Result<u64, QueueError> {
+        let mut moved = 0u64;
+        while moved < max {
+            let want = u32::try_from((max - moved).min(10)).unwrap_or(10);
+            let batch = self.receive(def.dlq_name, want, Duration::from_secs(1)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let out: Vec<OutMessage> = batch.iter().map(|m| OutMessage::new(m.body.clone())).collect();
+            let (sent, failure) = match self.send(def.name, &out).await {
+                Ok(()) => ((0..batch.len()).collect::<Vec<_>>(), None),
+                Err(QueueError::Partial { failed }) => {
+                    let n = failed.len();
+                    let sent = (0..batch.len()).filter(|i| !failed.contains(i)).collect();
+                    (sent, Some((failed, format!("{n} of the batch were not queued"))))
+                }
+                Err(e) => ((Vec::new()), Some(((0..batch.len()).collect(), e.to_string()))),
+            };
+            let receipts: Vec<String> = sent.iter().map(|&i| batch[i].receipt.clone()).collect();
+            self.delete(def.dlq_name, &receipts).await?;
+            moved += receipts.len() as u64;
+            if let Some((unsent, why)) = failure {
+                // Visible again at once in the dead-letter queue, for the next attempt.
+                for i in unsent {
+                    let _ = self.retry_later(def.dlq_name, &batch[i].receipt, Duration::ZERO).await;
+                }
+                return Err(QueueError::Unavailable(format!(
+                    "redrive of {} stopped after {moved} moved: {why}",
+                    def.dlq_name
+                )));
+            }
+        }
+        Ok(moved)
+    }
 }
 
 pub(crate) fn check_sizes(messages: &[OutMessage]) -> Result<(), QueueError> {

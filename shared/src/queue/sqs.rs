@@ -55,6 +55,48 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// ReceiveMessage; `visibility` overrides the queue's visibility timeout.
+    async fn receive_with(
+        &self,
+        queue: &str,
+        max: u32,
+        wait: Duration,
+        visibility: Option<i32>,
+    ) -> Result<Vec<Received>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(self.url(queue)?)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .set_visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Some(Received {
+                    id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+}
+
 /// Splits indexes of `messages` into batches of at most 10 entries and `MAX_MESSAGE_BYTES` in all.
 fn batches(messages: &[OutMessage], pending: &[usize]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
@@ -115,35 +157,7 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, queue: &str, max: u32, wait: Duration) -> Result<Vec<Received>, QueueError> {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(self.url(queue)?)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e)))?;
-        Ok(out
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|m| {
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
-                Some(Received {
-                    id: m.message_id?,
-                    receipt: m.receipt_handle?,
-                    body: m.body.unwrap_or_default(),
-                    receive_count,
-                })
-            })
-            .collect())
+        self.receive_with(queue, max, wait, None).await
     }
 
     async fn delete(&self, queue: &str, receipts: &[String]) -> Result<(), QueueError> {
@@ -203,7 +217,45 @@ impl Queue for SqsQueue {
         Ok(count(&QueueAttributeName::ApproximateNumberOfMessages)
             + count(&QueueAttributeName::ApproximateNumberOfMessagesDelayed))
     }
+
+    /// Receives (hiding what it got for a while, so a second receive brings other messages),
+    /// then makes everything it got visible again.
+    async fn peek(&self, queue: &str, max: u32) -> Result<Vec<Received>, QueueError> {
+        let mut out: Vec<Received> = Vec::new();
+        let mut result = Ok(());
+        while out.len() < max as usize {
+            let want = (max as usize - out.len()).min(10) as u32;
+            match self.receive_with(queue, want, Duration::ZERO, Some(PEEK_HIDE_SECS)).await {
+                Ok(batch) => {
+                    let before = out.len();
+                    for m in batch {
+                        // Seen twice (its hiding lapsed): only the newest receipt is valid.
+                        match out.iter_mut().find(|o| o.id == m.id) {
+                            Some(seen) => *seen = m,
+                            None => out.push(m),
+                        }
+                    }
+                    if out.len() == before {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for m in &out {
+            if let Err(e) = self.retry_later(queue, &m.receipt, Duration::ZERO).await {
+                tracing::warn!(queue, error = %e, "a peeked message stays hidden until its timeout");
+            }
+        }
+        result.map(|()| out)
+    }
 }
+
+/// How long a peek hides the messages it has seen while it looks for more.
+const PEEK_HIDE_SECS: i32 = 30;
 
 /// Creates `{prefix}-{name}` and its dead-letter queue with the redrive policy of `def`;
 /// answers (logical name, URL) pairs. Existing queues are reused.
