@@ -1,6 +1,7 @@
 //! `crm`: the product in one process (`crm serve`) and the operator's commands.
 
 mod demo;
+mod dlq;
 mod replay;
 mod serve;
 mod sign;
@@ -29,6 +30,12 @@ enum Command {
         #[command(subcommand)]
         command: StripeCommand,
     },
+    /// Dead-letter queues: list them with a peek, redrive them (SQS only: the embedded
+    /// `crm serve`'s in-process queues are not persisted).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::Command,
+    },
     /// Posts Stripe events, freshly signed, to a running server's webhook.
     Replay(replay::Args),
 }
@@ -46,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Tables { command } => tables::run(command).await,
         Command::Stripe { command: StripeCommand::Sign(args) } => sign::run(args),
+        Command::Dlq { command } => dlq::run(command).await,
         Command::Replay(args) => replay::run(args).await,
     }
 }
