@@ -104,7 +104,8 @@ pub trait Queue: Send + Sync + 'static {
     async fn depth(&self, queue: &str) -> Result<u64, QueueError>;
 
     /// Up to `max` visible messages, left on the queue and visible (for an operator's look at a
-    /// dead-letter queue). On SQS, looking is a receive: it raises the messages' receive counts.
+    /// dead-letter queue); their `receipt`s are not for `delete` or `retry_later`. On SQS, looking is
+    /// a receive: it raises the messages' receive counts.
     async fn peek(&self, queue: &str, max: u32) -> Result<Vec<Received>, QueueError>;
 
     /// Moves up to `max` messages from `def`'s dead-letter queue back to `def`'s queue: each is
