@@ -2,6 +2,7 @@
 
 mod demo;
 mod dlq;
+mod export;
 mod replay;
 mod serve;
 mod sign;
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Posts Stripe events, freshly signed, to a running server's webhook.
     Replay(replay::Args),
+    /// Customers, subscriptions or invoices as CSV or JSON Lines (docs/exports.md).
+    Export(export::Args),
 }
 
 #[derive(Subcommand)]
@@ -55,5 +58,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Stripe { command: StripeCommand::Sign(args) } => sign::run(args),
         Command::Dlq { command } => dlq::run(command).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }

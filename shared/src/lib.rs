@@ -6,6 +6,7 @@ pub mod automation;
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod http;
 pub mod piano;
 pub mod queue;

@@ -33,6 +33,7 @@ pub fn routes(state: AppState) -> Router {
             "/admin/publications/{publication_id}/customers/{customer_id}",
             get(record).patch(super::customer_edits::update),
         )
+        .route("/admin/publications/{publication_id}/exports/{kind}", get(super::exports::export))
         .merge(super::tasks::routes())
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)

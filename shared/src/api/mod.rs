@@ -3,6 +3,7 @@
 
 pub mod customer_edits;
 pub mod customers;
+pub mod exports;
 pub mod piano_registration;
 pub mod piano_webhook;
 pub mod revenue;

@@ -1,0 +1,61 @@
+//! `crm export customers|subscriptions|invoices --publication P [--format csv|jsonl]`: the export of
+//! docs/exports.md written to standard output (or `--output`), one page of customers at a time, from
+//! the embedded store (stop `crm serve` first: the file is locked while it runs; or use the HTTP
+//! route) or DynamoDB (`--dynamodb`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shared::domain::ids::PublicationId;
+use shared::export::{Export, Format, Kind};
+use shared::store::Store;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// customers, subscriptions or invoices.
+    kind: String,
+    #[arg(long)]
+    publication: String,
+    /// csv or jsonl.
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[arg(long, env = "CRM_DATA_DIR", default_value = ".crm-data")]
+    data_dir: PathBuf,
+    /// Read DynamoDB (endpoint and credentials from the standard AWS environment).
+    #[arg(long)]
+    dynamodb: bool,
+    #[arg(long, env = "CRM_TABLE_NAME", default_value = "crm")]
+    table: String,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let kind = Kind::parse(&args.kind).context("the export is customers, subscriptions or invoices")?;
+    let format = Format::parse(&args.format).context("--format is csv or jsonl")?;
+    let publication = PublicationId::parse(&args.publication).context("--publication is not a publication id")?;
+    let store: Arc<dyn Store> = if args.dynamodb {
+        let sdk = shared::aws::sdk_config().await;
+        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table))
+    } else {
+        let path = args.data_dir.join("crm.redb");
+        Arc::new(EmbeddedStore::open(&path).with_context(|| {
+            format!("opening {} (while `crm serve` runs, use its /exports route instead)", path.display())
+        })?)
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut export = Export::new(publication, kind, format);
+    while let Some(chunk) = export.next_chunk(store.as_ref()).await? {
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    Ok(())
+}
