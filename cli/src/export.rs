@@ -14,6 +14,9 @@ use shared::store::Store;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
 
+/// The embedded store's page cache during an export.
+pub const EXPORT_CACHE_BYTES: usize = 16 << 20;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// customers, subscriptions or invoices.
@@ -44,7 +47,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table))
     } else {
         let path = args.data_dir.join("crm.redb");
-        Arc::new(EmbeddedStore::open(&path).with_context(|| {
+        // One pass over the file: a small page cache keeps the export's memory flat.
+        Arc::new(EmbeddedStore::open_with_cache(&path, EXPORT_CACHE_BYTES).with_context(|| {
             format!("opening {} (while `crm serve` runs, use its /exports route instead)", path.display())
         })?)
     };

@@ -32,9 +32,12 @@ async fn crm_export_writes_every_customer() {
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     assert_eq!(reader.headers().unwrap().get(1), Some("email"));
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 5);
-    assert_eq!(rows[2].get(1), Some("r2@example.com"));
-    assert_eq!(rows[2].get(2), Some("Reader, \"2\""));
+    // Customers come in id order; ids made within one millisecond need not follow creation order.
+    let mut emails: Vec<&str> = rows.iter().map(|r| r.get(1).unwrap()).collect();
+    emails.sort_unstable();
+    assert_eq!(emails, ["r0@example.com", "r1@example.com", "r2@example.com", "r3@example.com", "r4@example.com"]);
+    let two = rows.iter().find(|r| r.get(1) == Some("r2@example.com")).unwrap();
+    assert_eq!(two.get(2), Some("Reader, \"2\""));
 
     let file = dir.path().join("customers.jsonl");
     let path = file.to_str().unwrap();
@@ -54,7 +57,7 @@ async fn crm_export_writes_every_customer() {
     let lines: Vec<serde_json::Value> =
         std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 5);
-    assert_eq!(lines[4]["email"], "r4@example.com");
+    assert!(lines.iter().any(|l| l["email"] == "r4@example.com" && l["name"] == "Reader, \"4\""));
 
     let refused = Command::new(env!("CARGO_BIN_EXE_crm"))
         .args(["export", "payments", "--publication", "daily", "--data-dir", data_dir])

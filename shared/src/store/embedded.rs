@@ -23,9 +23,22 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file, e.g. `<data-dir>/crm.redb`.
+    /// Opens (or creates) the store file, e.g. `<data-dir>/crm.redb`, with redb's default page cache
+    /// (fast for a long-running `crm serve`).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
+        Self::open_with(path, redb::Builder::new())
+    }
+
+    /// Opens the store with a page cache of at most `bytes`: a one-pass reader (an export) needs little,
+    /// and redb's default would fill up to a gigabyte of memory with pages read once.
+    pub fn open_with_cache(path: &Path, bytes: usize) -> Result<Self, StoreError> {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(bytes);
+        Self::open_with(path, builder)
+    }
+
+    fn open_with(path: &Path, builder: redb::Builder) -> Result<Self, StoreError> {
+        let db = builder.create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(ITEMS).map_err(backend)?;
         txn.open_table(GSI1).map_err(backend)?;
