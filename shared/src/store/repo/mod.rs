@@ -13,7 +13,7 @@ pub mod unmapped;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Item, StoreError};
+use super::{Item, Query, Store, StoreError};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{AccountKey, CustomerId, PublicationId, TaskId};
@@ -28,6 +28,24 @@ pub struct Versioned<T> {
 
 pub(crate) fn to_doc(value: &impl Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("cannot serialise: {e}")))
+}
+
+/// Every item `query` finds, page after page (for partitions a caller reads whole).
+pub(crate) async fn query_all(store: &dyn Store, mut query: Query) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let page = store.query(&query).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// `query_all`, each item's document read as `T`.
+pub(crate) async fn values_all<T: DeserializeOwned>(store: &dyn Store, query: Query) -> Result<Vec<T>, StoreError> {
+    query_all(store, query).await?.into_iter().map(|item| from_item(item).map(|v| v.value)).collect()
 }
 
 pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<Versioned<T>, StoreError> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Versioned, from_item, keys_of, to_doc};
+use super::{Versioned, from_item, keys_of, to_doc, values_all};
 use crate::domain::ids::PublicationId;
 use crate::domain::settings::PublicationSettings;
 use crate::store::{Cond, Index, Item, Query, Store, StoreError, WriteOp};
@@ -58,18 +58,7 @@ pub async fn origin_is_configured(store: &dyn Store, origin: &str) -> Result<boo
 
 /// Every publication configured with this Piano application id (several sites may share one).
 pub async fn by_piano_aid(store: &dyn Store, aid: &str) -> Result<Vec<StoredSettings>, StoreError> {
-    let mut out = Vec::new();
-    let mut query = Query::new(Index::Gsi1, keys_of::piano_aid_partition(aid));
-    loop {
-        let page = store.query(&query).await?;
-        for item in page.items {
-            out.push(from_item::<StoredSettings>(item)?.value);
-        }
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => return Ok(out),
-        }
-    }
+    values_all(store, Query::new(Index::Gsi1, keys_of::piano_aid_partition(aid))).await
 }
 
 type CacheEntries = HashMap<PublicationId, (Instant, Option<Arc<StoredSettings>>)>;

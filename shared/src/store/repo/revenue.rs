@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, keys_of, to_doc};
+use super::{from_item, keys_of, query_all, to_doc};
 use crate::domain::ids::{CustomerId, PublicationId};
 use crate::domain::revenue::{Movement, Summary};
 use crate::store::{Cond, Index, Item, Query, SkCond, Store, StoreError, WriteOp};
@@ -39,32 +39,25 @@ struct SummaryDoc {
     summary: Summary,
 }
 
-/// Movements of one shard recorded in `(after_ms, through_ms]`.
-async fn recorded_between(
+/// Movements of one shard recorded after `after_ms`, with their recording time (epoch ms).
+async fn recorded_after(
     store: &dyn Store,
     publication: &PublicationId,
     shard: u32,
     after_ms: i64,
-    through_ms: Option<i64>,
-) -> Result<Vec<Movement>, StoreError> {
-    let low = format!("{:013}$", after_ms.max(0));
-    let high = through_ms.map_or_else(|| "~".to_owned(), |t| format!("{t:013}$"));
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = Query::new(Index::Primary, keys_of::mrr_partition(publication, shard))
-            .sk(SkCond::Between(low.clone(), high.clone()))
-            .limit(1000)
-            .after(after);
-        let page = store.query(&query).await?;
-        for item in page.items {
-            out.push(from_item::<Movement>(item)?.value);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(out),
-        }
-    }
+) -> Result<Vec<(i64, Movement)>, StoreError> {
+    let query = Query::new(Index::Primary, keys_of::mrr_partition(publication, shard))
+        .sk(SkCond::Between(format!("{:013}$", after_ms.max(0)), "~".to_owned()))
+        .limit(1000);
+    query_all(store, query)
+        .await?
+        .into_iter()
+        .map(|item| {
+            let recorded = item.key.sk.get(..13).and_then(|ms| ms.parse().ok());
+            let recorded = recorded.ok_or_else(|| StoreError::Corrupt(format!("movement key {}", item.key.sk)))?;
+            Ok((recorded, from_item::<Movement>(item)?.value))
+        })
+        .collect()
 }
 
 /// Every movement of the publication folded, as of `now_ms`. Settled movements not yet in the stored
@@ -80,24 +73,17 @@ pub async fn summary(store: &dyn Store, publication: &PublicationId, now_ms: i64
         None => (SummaryDoc::default(), None),
     };
     let settled = now_ms - SETTLE_MS;
-    let shards = (0..SHARDS).map(|shard| async move {
-        let old = if settled > doc.folded_through {
-            recorded_between(store, publication, shard, doc.folded_through, Some(settled)).await?
-        } else {
-            Vec::new()
-        };
-        let fresh = recorded_between(store, publication, shard, settled.max(doc.folded_through), None).await?;
-        Ok::<_, StoreError>((old, fresh))
-    });
-    let found = futures::future::try_join_all(shards).await?;
+    // One query per shard: what was recorded since the fold, split at the settle point.
+    let shards = (0..SHARDS).map(|shard| recorded_after(store, publication, shard, doc.folded_through));
     let mut fresh = Vec::new();
     let mut newly_settled = 0;
-    for (old, recent) in found {
-        newly_settled += old.len();
-        for movement in &old {
-            doc.summary.fold(movement);
+    for (recorded, movement) in futures::future::try_join_all(shards).await?.into_iter().flatten() {
+        if recorded <= settled {
+            newly_settled += 1;
+            doc.summary.fold(&movement);
+        } else {
+            fresh.push(movement);
         }
-        fresh.extend(recent);
     }
     if settled > doc.folded_through {
         doc.folded_through = settled;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{from_item, keys_of, to_doc};
+use super::{keys_of, to_doc, values_all};
 use crate::domain::ids::PublicationId;
 use crate::store::{Cond, Index, Item, Query, Store, StoreError, WriteOp};
 
@@ -28,17 +28,5 @@ pub fn put(publication: &PublicationId, unmapped: &Unmapped) -> Result<WriteOp, 
 
 /// Every unmapped product and resource of the publication, by provider and id.
 pub async fn list(store: &dyn Store, publication: &PublicationId) -> Result<Vec<Unmapped>, StoreError> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let query = Query::new(Index::Primary, keys_of::unmapped_partition(publication)).limit(500).after(after);
-        let page = store.query(&query).await?;
-        for item in page.items {
-            out.push(from_item::<Unmapped>(item)?.value);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(out),
-        }
-    }
+    values_all(store, Query::new(Index::Primary, keys_of::unmapped_partition(publication)).limit(500)).await
 }
