@@ -4,6 +4,7 @@
 pub mod api;
 pub mod automation;
 pub mod aws;
+pub mod backfill;
 pub mod config;
 pub mod domain;
 pub mod export;

@@ -43,7 +43,17 @@ pub const FORWARD: QueueDef = QueueDef {
     url_env: "CRM_FORWARD_QUEUE_URL",
 };
 
-pub const ALL: &[QueueDef] = &[EVENTS, FORWARD];
+/// Long-running jobs (backfills), one message per slice of work: the `backfill` Lambda runs a slice
+/// up to its time limit and queues the next (timeout 900 s × 6).
+pub const JOBS: QueueDef = QueueDef {
+    name: "jobs",
+    dlq_name: "jobs-dlq",
+    visibility_timeout_secs: 5400,
+    max_receive_count: 5,
+    url_env: "CRM_JOBS_QUEUE_URL",
+};
+
+pub const ALL: &[QueueDef] = &[EVENTS, FORWARD, JOBS];
 
 /// Dead-letter queues keep messages this long (the SQS maximum), to leave time for a redrive.
 pub const DLQ_RETENTION_SECS: u32 = 14 * 24 * 3600;

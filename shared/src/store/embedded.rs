@@ -2,7 +2,8 @@
 //!
 //! redb runs one write transaction at a time, so every condition of a `write` is checked and
 //! applied inside a single serialised transaction: the same all-or-nothing semantics as
-//! DynamoDB's TransactWriteItems. GSI1 is a second redb table kept in the same transactions.
+//! DynamoDB's TransactWriteItems. Concurrent writes share a transaction (group commit, `Writer`),
+//! each still all-or-nothing. GSI1 is a second redb table kept in the same transactions.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -17,9 +18,92 @@ const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items"
 /// (gsi1pk, gsi1sk, pk, sk) → nothing: the index entry points at the item.
 const GSI1: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("gsi1");
 
+/// Writes waiting for the writer thread, answered once their batch is committed.
+struct Pending {
+    ops: Vec<WriteOp>,
+    reply: Reply,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
+/// Writes taken into one transaction, at most: one commit (and its fsyncs) for all of them.
+const MAX_BATCH: usize = 128;
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    inner: Arc<Writer>,
+}
+
+/// The writer thread: group commit. Every write waits for a commit, which costs two fsyncs whatever
+/// it holds; the writes that arrive while one commits go together in the next, so concurrent writers
+/// (the event worker, a backfill) share commits instead of queueing for one each.
+struct Writer {
+    writer: Option<std::sync::mpsc::Sender<Pending>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; joining it closes the file before the store is gone,
+        // so the same file can be opened again at once.
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>) {
+    while let Ok(first) = pending.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (replies, results) = commit_batch(db, batch);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Applies a batch in one transaction; each write gets its own answer, or all get the failure of
+/// the transaction itself.
+fn commit_batch(
+    db: &Database,
+    batch: Vec<Pending>,
+) -> (Vec<Reply>, Vec<Result<(), StoreError>>) {
+    let now = now_epoch();
+    let mut replies = Vec::with_capacity(batch.len());
+    let outcome = (|| {
+        let txn = db.begin_write().map_err(backend)?;
+        let mut results = Vec::with_capacity(batch.len());
+        {
+            let mut items = txn.open_table(ITEMS).map_err(backend)?;
+            let mut gsi = txn.open_table(GSI1).map_err(backend)?;
+            for Pending { ops, reply } in batch {
+                replies.push(reply);
+                match apply(&mut items, &mut gsi, ops, now) {
+                    Ok(()) => results.push(Ok(())),
+                    Err(e @ StoreError::ConditionFailed { .. }) => results.push(Err(e)),
+                    // A write failed halfway: the transaction is not committed, for any of the batch.
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        txn.commit().map_err(backend)?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => (replies, results),
+        Err(e) => {
+            let n = replies.len();
+            (replies, vec![Err(e); n])
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -43,7 +127,16 @@ impl EmbeddedStore {
         txn.open_table(ITEMS).map_err(backend)?;
         txn.open_table(GSI1).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (writer, pending) = std::sync::mpsc::channel();
+        let thread = {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || write_batches(&db, &pending))
+                .map_err(backend)?
+        };
+        Ok(Self { db, inner: Arc::new(Writer { writer: Some(writer), thread: Some(thread) }) })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -94,56 +187,57 @@ impl Store for EmbeddedStore {
 
     async fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         validate_ops(&ops)?;
-        self.blocking(move |db| {
-            let now = now_epoch();
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut items = txn.open_table(ITEMS).map_err(backend)?;
-                let mut gsi = txn.open_table(GSI1).map_err(backend)?;
-                let mut current = Vec::with_capacity(ops.len());
-                for (index, op) in ops.iter().enumerate() {
-                    let found = read_item(&items, op.key(), now)?;
-                    if !op.cond().holds(found.as_ref()) {
-                        // Dropping the transaction without commit discards it.
-                        return Err(StoreError::ConditionFailed { index });
-                    }
-                    // An expired item still occupies its key (and index entry) until overwritten.
-                    current.push(read_item(&items, op.key(), i64::MIN)?);
-                }
-                for (op, old) in ops.into_iter().zip(current) {
-                    let old_gsi = old.and_then(|o| o.gsi1);
-                    match op {
-                        WriteOp::Put { item, .. } => {
-                            if let Some(g) = &old_gsi {
-                                gsi.remove((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()))
-                                    .map_err(backend)?;
-                            }
-                            if let Some(g) = &item.gsi1 {
-                                gsi.insert(
-                                    (g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()),
-                                    (),
-                                )
-                                .map_err(backend)?;
-                            }
-                            items
-                                .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
-                                .map_err(backend)?;
-                        }
-                        WriteOp::Delete { key, .. } => {
-                            if let Some(g) = &old_gsi {
-                                gsi.remove((g.pk.as_str(), g.sk.as_str(), key.pk.as_str(), key.sk.as_str()))
-                                    .map_err(backend)?;
-                            }
-                            items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
-                        }
-                        WriteOp::Check { .. } => {}
-                    }
-                }
-            }
-            txn.commit().map_err(backend)
-        })
-        .await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sender = self.inner.writer.as_ref().ok_or_else(|| StoreError::Backend("store closed".into()))?;
+        sender.send(Pending { ops, reply }).map_err(|_| StoreError::Backend("store writer stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Backend("store writer stopped".into()))?
     }
+}
+
+/// Checks every condition of one `write`, then applies it, inside the batch's transaction: a write
+/// whose condition fails leaves nothing behind, so the writes batched before and after it stand.
+fn apply(
+    items: &mut redb::Table<(&'static str, &'static str), &'static [u8]>,
+    gsi: &mut redb::Table<(&'static str, &'static str, &'static str, &'static str), ()>,
+    ops: Vec<WriteOp>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut current = Vec::with_capacity(ops.len());
+    for (index, op) in ops.iter().enumerate() {
+        let found = read_item(&*items, op.key(), now)?;
+        if !op.cond().holds(found.as_ref()) {
+            // Nothing of this write was applied yet: the batch's transaction goes on without it.
+            return Err(StoreError::ConditionFailed { index });
+        }
+        // An expired item still occupies its key (and index entry) until overwritten.
+        current.push(read_item(&*items, op.key(), i64::MIN)?);
+    }
+    for (op, old) in ops.into_iter().zip(current) {
+        let old_gsi = old.and_then(|o| o.gsi1);
+        match op {
+            WriteOp::Put { item, .. } => {
+                if let Some(g) = &old_gsi {
+                    gsi.remove((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()))
+                        .map_err(backend)?;
+                }
+                if let Some(g) = &item.gsi1 {
+                    gsi.insert((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()), ())
+                        .map_err(backend)?;
+                }
+                items
+                    .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
+                    .map_err(backend)?;
+            }
+            WriteOp::Delete { key, .. } => {
+                if let Some(g) = &old_gsi {
+                    gsi.remove((g.pk.as_str(), g.sk.as_str(), key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+                }
+                items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+            }
+            WriteOp::Check { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 fn read_item(

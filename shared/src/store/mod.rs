@@ -180,7 +180,7 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The condition of the write at `index` (in the order given) did not hold; nothing was written.
     #[error("condition failed on write {index}")]

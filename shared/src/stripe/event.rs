@@ -55,7 +55,29 @@ pub enum Payload {
     Other,
 }
 
+/// The type of the events a backfill makes of listed objects (`customer.backfilled`,
+/// `customer.subscription.backfilled`, …): applied by the same code as Stripe's events, and recorded
+/// as what they are. Their `created` is the object's own time (for the revenue movements and timeline
+/// they make); the state's time is when it was listed (`sync::stripe::Context::as_of`).
+pub const BACKFILLED: &str = "backfilled";
+
 impl Event {
+    /// The event a backfill applies for `object`, listed at `prefix` (`customer`, `customer.subscription`).
+    pub fn backfilled(id: StripeEventId, prefix: &str, object: serde_json::Value, created: i64) -> Self {
+        Self {
+            id,
+            kind: format!("{prefix}.{BACKFILLED}"),
+            created,
+            api_version: Some(super::client::API_VERSION.to_owned()),
+            livemode: object.get("livemode").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            data: EventData { object, previous_attributes: None },
+        }
+    }
+
+    pub fn is_backfilled(&self) -> bool {
+        self.kind.rsplit('.').next() == Some(BACKFILLED)
+    }
+
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
         let event: Event = serde_json::from_slice(body).map_err(|e| EventError::NotAnEvent(e.to_string()))?;
         if !event.data.object.is_object() {
@@ -66,7 +88,9 @@ impl Event {
 
     pub fn payload(&self) -> Result<Payload, EventError> {
         Ok(match self.kind.as_str() {
-            "customer.created" | "customer.updated" | "customer.deleted" => Payload::Customer(self.object()?),
+            "customer.created" | "customer.updated" | "customer.deleted" | "customer.backfilled" => {
+                Payload::Customer(self.object()?)
+            }
             k if k.starts_with("customer.subscription.") => Payload::Subscription(Box::new(self.object()?)),
             k if k.starts_with("subscription_schedule.") => Payload::Schedule(self.object()?),
             "invoice.created"
@@ -80,12 +104,12 @@ impl Event {
             | "invoice.updated"
             | "invoice.deleted"
             | "invoice.overdue"
-            | "invoice.payment_action_required" => Payload::Invoice(Box::new(self.object()?)),
+            | "invoice.payment_action_required"
+            | "invoice.backfilled" => Payload::Invoice(Box::new(self.object()?)),
             "invoice_payment.paid" => Payload::InvoicePayment(self.object()?),
-            "charge.succeeded" | "charge.failed" | "charge.refunded" | "charge.captured" | "charge.updated" => {
-                Payload::Charge(self.object()?)
-            }
-            "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated" => {
+            "charge.succeeded" | "charge.failed" | "charge.refunded" | "charge.captured" | "charge.updated"
+            | "charge.backfilled" => Payload::Charge(self.object()?),
+            "refund.created" | "refund.updated" | "refund.failed" | "charge.refund.updated" | "refund.backfilled" => {
                 Payload::Refund(self.object()?)
             }
             k if k.starts_with("product.") => Payload::Product(self.object()?),

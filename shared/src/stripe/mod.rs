@@ -3,5 +3,6 @@
 pub mod client;
 pub mod endpoints;
 pub mod event;
+pub mod list;
 pub mod objects;
 pub mod signature;

@@ -114,6 +114,7 @@ impl EventWorker {
                     account,
                     settings: &settings.settings,
                     fired: &fired,
+                    as_of: None,
                     now,
                 };
                 ("stripe", event.id.to_string(), stripe::apply(&ctx, &event).await?)

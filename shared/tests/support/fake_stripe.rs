@@ -5,7 +5,8 @@
 //! received.
 //!
 //! Routes: `GET /v1/{customers|subscriptions|invoices|charges|refunds|products|prices|
-//! subscription_schedules|webhook_endpoints}/{id}`; `GET|POST /v1/webhook_endpoints`,
+//! subscription_schedules|webhook_endpoints}/{id}`; lists of customers, invoices, charges, refunds,
+//! products, prices and events (`lists`); `GET /v1/account`; `GET|POST /v1/webhook_endpoints`,
 //! `POST|DELETE /v1/webhook_endpoints/{id}`; `GET /v1/subscriptions` (by customer, status, price),
 //! `POST /v1/subscriptions/{id}`; `POST /v1/subscription_schedules` (`from_subscription`),
 //! `POST /v1/subscription_schedules/{id}` and `…/{id}/release`. Everything else answers Stripe's
@@ -15,6 +16,7 @@
 
 mod customers;
 mod form;
+mod lists;
 mod routes;
 mod schedules;
 mod subscriptions;
@@ -134,6 +136,12 @@ struct State {
     failures: VecDeque<Failure>,
     path_failures: Vec<PathFailure>,
     valid_key: Option<String>,
+    /// Every n-th request answers 429 (`rate_limit_every`), counted in `served`.
+    rate_limit_every: Option<usize>,
+    served: usize,
+    rate_limited: usize,
+    /// `created` of `GET /v1/account` (the fixture's when `None`).
+    account_created: Option<i64>,
     /// (account, Idempotency-Key) → the first request's fingerprint and answer.
     idempotency: HashMap<(String, String), StoredAnswer>,
 }
@@ -156,6 +164,16 @@ impl State {
     fn remove(&mut self, id: &str) -> Option<Value> {
         self.order.retain(|known| known != id);
         self.objects.remove(id)
+    }
+
+    fn periodic_rate_limit(&mut self) -> Option<Failure> {
+        self.served += 1;
+        let every = self.rate_limit_every?;
+        if !self.served.is_multiple_of(every) {
+            return None;
+        }
+        self.rate_limited += 1;
+        Some(Failure::status(429))
     }
 
     /// The failure that a request of `method` to `path` gets from `fail_path*`, counted off.
@@ -268,6 +286,29 @@ impl FakeStripe {
     fn push_path_failure(&self, method: &str, path_prefix: &str, remaining: Option<usize>, failure: Failure) {
         let entry = PathFailure { method: method.to_owned(), path_prefix: path_prefix.to_owned(), remaining, failure };
         lock(&self.state).path_failures.push(entry);
+    }
+
+    /// From now on every `n`-th request (any route) answers Stripe's 429 rate-limit error.
+    pub fn rate_limit_every(&self, n: usize) {
+        lock(&self.state).rate_limit_every = Some(n.max(1));
+    }
+
+    /// 429 answers given by `rate_limit_every`.
+    pub fn rate_limited(&self) -> usize {
+        lock(&self.state).rate_limited
+    }
+
+    /// Sets the account's creation time (`GET /v1/account`).
+    pub fn set_account_created(&self, created: i64) {
+        lock(&self.state).account_created = Some(created);
+    }
+
+    /// Stores many objects under one lock (a seeded account).
+    pub fn put_objects(&self, objects: impl IntoIterator<Item = Value>) {
+        let mut state = lock(&self.state);
+        for object in objects {
+            state.insert(object);
+        }
     }
 
     /// From now on only this bearer key is accepted; others get Stripe's 401.

@@ -7,6 +7,7 @@
 pub mod fake_piano;
 pub mod fake_stripe;
 pub mod public_site;
+pub mod stripe_account;
 pub mod stripe_world;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Access patterns of `docs/data-model.md`, written once over the `Store` port.
 
 pub mod activities;
+pub mod backfill;
 pub mod catalogue;
 pub mod customers;
 pub mod keys;
@@ -176,6 +177,15 @@ pub mod keys_of {
     /// The folded revenue summary of a publication.
     pub fn revenue_summary(publication: &PublicationId) -> Key {
         Key::new(format!("PUB#{publication}#REVENUE"), "SUMMARY")
+    }
+
+    /// A Stripe account's backfill job.
+    pub fn backfill(publication: &PublicationId, account: &AccountKey) -> Key {
+        Key::new(backfill_partition(publication), account.to_string())
+    }
+
+    pub fn backfill_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#BACKFILL")
     }
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {

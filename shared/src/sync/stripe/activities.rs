@@ -59,14 +59,8 @@ impl<'a> Recorder<'a> {
         let shown = |amount: i64| money(amount).map_or_else(|| amount.to_string(), |m| m.display());
         match self.event.kind.as_str() {
             // Both event types announce the same payment: one entry, keyed by the invoice.
-            "invoice.paid" | "invoice.payment_succeeded" if invoice.amount_paid > 0 => self.push(
-                Entry::Fact(format!("payment:{}", invoice.id)),
-                invoice.paid_at,
-                ActivityKind::PaymentSucceeded,
-                format!("Payment of {} received", shown(invoice.amount_paid)),
-                money(invoice.amount_paid),
-                &invoice.id,
-            ),
+            "invoice.paid" | "invoice.payment_succeeded" if invoice.amount_paid > 0 => self.payment(invoice),
+            "invoice.backfilled" if invoice.status == "paid" && invoice.amount_paid > 0 => self.payment(invoice),
             // Every failed attempt is its own entry.
             "invoice.payment_failed" => self.push(
                 Entry::Occurrence,
@@ -78,6 +72,20 @@ impl<'a> Recorder<'a> {
             ),
             _ => {}
         }
+    }
+
+    /// One entry per paid invoice, whichever event types announce it.
+    fn payment(&mut self, invoice: &InvoiceState) {
+        let money = invoice.currency.clone().map(|c| Money::new(invoice.amount_paid, c));
+        let shown = money.as_ref().map_or_else(|| invoice.amount_paid.to_string(), Money::display);
+        self.push(
+            Entry::Fact(format!("payment:{}", invoice.id)),
+            invoice.paid_at,
+            ActivityKind::PaymentSucceeded,
+            format!("Payment of {shown} received"),
+            money,
+            &invoice.id,
+        );
     }
 
     pub fn refund(&mut self, id: &str, amount: i64, currency: Option<&Currency>, at: Option<i64>) {
@@ -97,22 +105,15 @@ impl<'a> Recorder<'a> {
         let plan = plan_label(sub);
         let id = sub.id.as_str();
         match self.event.kind.as_str() {
-            "customer.subscription.created" => self.push(
-                Entry::Fact(format!("subscription-started:{id}")),
-                sub.created,
-                ActivityKind::SubscriptionStarted,
-                format!("Subscribed to {plan}"),
-                None,
-                id,
-            ),
-            "customer.subscription.deleted" => self.push(
-                Entry::Fact(format!("subscription-canceled:{id}")),
-                sub.ended_at.or(sub.canceled_at),
-                ActivityKind::SubscriptionCanceled,
-                format!("Subscription to {plan} canceled"),
-                None,
-                id,
-            ),
+            "customer.subscription.created" => self.started(sub, &plan),
+            "customer.subscription.deleted" => self.canceled(sub, &plan),
+            // A listed subscription: the same facts its creation and end announced.
+            "customer.subscription.backfilled" => {
+                self.started(sub, &plan);
+                if sub.status == "canceled" || sub.status == "incomplete_expired" {
+                    self.canceled(sub, &plan);
+                }
+            }
             "customer.subscription.paused" => {
                 self.simple(ActivityKind::SubscriptionPaused, format!("{plan} paused"), id)
             }
@@ -130,6 +131,18 @@ impl<'a> Recorder<'a> {
             "customer.subscription.updated" => self.subscription_change(sub, previous, &plan),
             _ => {}
         }
+    }
+
+    fn started(&mut self, sub: &SubscriptionState, plan: &str) {
+        let summary = format!("Subscribed to {plan}");
+        let key = Entry::Fact(format!("subscription-started:{}", sub.id));
+        self.push(key, sub.created, ActivityKind::SubscriptionStarted, summary, None, &sub.id);
+    }
+
+    fn canceled(&mut self, sub: &SubscriptionState, plan: &str) {
+        let summary = format!("Subscription to {plan} canceled");
+        let key = Entry::Fact(format!("subscription-canceled:{}", sub.id));
+        self.push(key, sub.ended_at.or(sub.canceled_at), ActivityKind::SubscriptionCanceled, summary, None, &sub.id);
     }
 
     /// One entry per checkout session, whichever event types announce it.

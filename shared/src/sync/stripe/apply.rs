@@ -35,10 +35,18 @@ pub struct Context<'a> {
     pub settings: &'a PublicationSettings,
     /// Receives the automations the applied event fired.
     pub fired: &'a FiredSink,
+    /// When the objects were read from Stripe's API (a backfill lists them): the time of the state
+    /// they carry. `None` for Stripe's events, whose state is as of the event's creation.
+    pub as_of: Option<i64>,
     pub now: i64,
 }
 
 impl Context<'_> {
+    /// The provider time of the state `event` carries.
+    fn state_time(&self, event: &Event) -> i64 {
+        self.as_of.unwrap_or(event.created)
+    }
+
     fn auth(&self) -> StripeAuth {
         StripeAuth::from(self.account)
     }
@@ -310,7 +318,7 @@ async fn merge(
     recorder: &mut Recorder<'_>,
 ) -> Result<(), SyncError> {
     let account = &ctx.account.key;
-    let at = event.created;
+    let at = ctx.state_time(event);
     match change {
         Change::Profile(c) => {
             let state = map::profile(account, c);
@@ -420,7 +428,8 @@ where
         let version = held.as_ref().map(|h| h.version);
         let before = held.map(|h| h.value);
         let mut slot = before.clone();
-        track(ctx, &mut slot, incoming.clone(), event.created, &Refetch { collection, id, convert: &convert }).await?;
+        track(ctx, &mut slot, incoming.clone(), ctx.state_time(event), &Refetch { collection, id, convert: &convert })
+            .await?;
         let mut ops = vec![ctx.ledger(event)?];
         if let Some(value) = slot.as_ref().filter(|_| slot != before) {
             ops.push(catalogue::put(ctx.publication, key, kind, id, value, version)?);

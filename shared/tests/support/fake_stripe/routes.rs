@@ -1,6 +1,6 @@
 //! The fake's request handling: recording, injected failures, bearer keys, form parsing, idempotent
 //! replay (in `handle`), then the Stripe routes themselves (in `route`: webhook endpoints and generic
-//! retrieval here, customers in `customers`, subscriptions in `subscriptions`, subscription schedules in
+//! retrieval here, lists in `lists`, customers in `customers`, subscriptions in `subscriptions`, subscription schedules in
 //! `schedules`), and the
 //! error JSON and parameter helpers they share.
 
@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::{
-    RecordedRequest, Shared, State as Inner, StoredAnswer, customers, fixture, lock, pairs_to_json, schedules,
+    RecordedRequest, Shared, State as Inner, StoredAnswer, customers, fixture, lists, lock, pairs_to_json, schedules,
     subscriptions,
 };
 
@@ -60,7 +60,11 @@ pub(super) async fn handle(
     let mut state = lock(&shared);
     state.requests.push(recorded.clone());
 
-    let failure = state.failures.pop_front().or_else(|| state.path_failure(&recorded.method, &recorded.path));
+    let failure = state
+        .failures
+        .pop_front()
+        .or_else(|| state.path_failure(&recorded.method, &recorded.path))
+        .or_else(|| state.periodic_rate_limit());
     if let Some(failure) = failure {
         let mut response = respond(failure.status, failure.body);
         if let Some(retry) = failure.should_retry {
@@ -130,6 +134,10 @@ fn route(state: &mut Inner, method: &Method, path: &str, params: &Value) -> Repl
         ("POST", ["v1", "customers"]) => customers::create(state, params).unwrap_or_else(|e| e),
         ("POST", ["v1", "customers", id]) => customers::update(state, id, params).unwrap_or_else(|e| e),
         ("GET", ["v1", "subscriptions"]) => subscriptions::list(state, params).unwrap_or_else(|e| e),
+        ("GET", ["v1", "account"]) => lists::account(state),
+        ("GET", ["v1", resource]) if lists::is_list(resource) => {
+            lists::list(state, resource, params).unwrap_or_else(|e| e)
+        }
         ("GET", ["v1", "subscriptions", id]) => subscriptions::retrieve(state, id, params).unwrap_or_else(|e| e),
         ("POST", ["v1", "subscriptions", id]) => subscriptions::update(state, id, params).unwrap_or_else(|e| e),
         ("POST", ["v1", "subscription_schedules"]) => schedules::create(state, params).unwrap_or_else(|e| e),

@@ -1,0 +1,93 @@
+//! The jobs queue: a message asks for the next slice of an account's backfill. `JobWorker` runs the
+//! slice until its deadline and queues the next one; under Lambda the deadline is the invocation's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{BackfillError, Runner, Stop};
+use crate::domain::ids::{AccountKey, PublicationId};
+use crate::queue::worker::{BatchHandler, each_concurrently};
+use crate::queue::{JOBS, OutMessage, Queue, QueueError, Received};
+use crate::store::now_epoch;
+use crate::store::repo::backfill::JobState;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "job")]
+pub enum JobMessage {
+    Backfill { publication: PublicationId, account: AccountKey },
+}
+
+/// Asks for (the next slice of) an account's backfill, after `delay_seconds`.
+pub async fn enqueue(queue: &dyn Queue, message: &JobMessage, delay_seconds: u32) -> Result<(), QueueError> {
+    let body = serde_json::to_string(message).map_err(|e| QueueError::Unavailable(e.to_string()))?;
+    queue.send(JOBS.name, &[OutMessage { body, delay_seconds }]).await
+}
+
+/// Time kept back from a Lambda invocation's deadline: the last page and its checkpoint.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(60);
+/// SQS's longest message delay.
+const MAX_DELAY: i64 = 900;
+
+pub struct JobWorker {
+    runner: Runner,
+    queue: Arc<dyn Queue>,
+    /// How long a slice runs when no deadline is given (`crm serve`).
+    slice: Duration,
+}
+
+impl JobWorker {
+    pub fn new(runner: Runner, queue: Arc<dyn Queue>, slice: Duration) -> Self {
+        Self { runner, queue, slice }
+    }
+
+    /// Runs a batch's slices until `deadline` (a Lambda invocation's, less `DEADLINE_MARGIN`);
+    /// answers the ids of messages to retry.
+    pub async fn handle_until(&self, batch: &[Received], deadline: Instant) -> Vec<String> {
+        each_concurrently(batch, |m| self.process_logged(m, deadline)).await
+    }
+
+    async fn process_logged(&self, message: &Received, deadline: Instant) -> bool {
+        match self.process(&message.body, deadline).await {
+            Ok(()) => true,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, attempt = message.receive_count, "backfill slice failed; will retry");
+                false
+            }
+            Err(e) => {
+                // Not retried: the job records why it failed, and a bad message has nothing to retry.
+                tracing::error!(error = %e, "backfill slice cannot run");
+                true
+            }
+        }
+    }
+
+    async fn process(&self, body: &str, deadline: Instant) -> Result<(), BackfillError> {
+        let message: JobMessage = serde_json::from_str(body).map_err(|e| BackfillError::BadMessage(e.to_string()))?;
+        let JobMessage::Backfill { publication, account } = &message;
+        let job = match self.runner.run(publication, account, &Stop::at(deadline), &|_| {}).await {
+            Ok(job) => job,
+            // Someone else runs it: look again once their lease is out, in case they stopped.
+            Err(BackfillError::Busy { until }) => {
+                let delay = (until - now_epoch() + 1).clamp(1, MAX_DELAY) as u32;
+                return Ok(enqueue(self.queue.as_ref(), &message, delay).await?);
+            }
+            Err(e) => return Err(e),
+        };
+        tracing::info!(job = %job.id, state = ?job.state, objects = job.objects(), "backfill slice ran");
+        if job.state == JobState::Running {
+            enqueue(self.queue.as_ref(), &message, 0).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BatchHandler for JobWorker {
+    async fn handle(&self, batch: &[Received]) -> Vec<String> {
+        self.handle_until(batch, Instant::now() + self.slice).await
+    }
+}

@@ -1,0 +1,108 @@
+//! The fake's list routes besides subscriptions: `GET /v1/{customers|invoices|charges|refunds|products|
+//! prices|events}`, newest `created` first, with `limit`, `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`,
+//! `customer` (invoices, charges), and for events `type`, `types[]` and `delivery_success` (an event is
+//! undelivered while `pending_webhooks` > 0). `GET /v1/account` answers the fixture account.
+
+use serde_json::{Value, json};
+
+use super::routes::{Reply, invalid_param};
+use super::subscriptions::{Answer, only_supported, page};
+use super::{State as Inner, fixture};
+
+/// Resources listed here, with their `object` type, the filters this fake implements beyond paging,
+/// and the real ones it does not.
+const LISTS: &[(&str, &str, &[&str], &[&str])] = &[
+    ("customers", "customer", &["email"], &["test_clock"]),
+    ("invoices", "invoice", &["customer", "status"], &["collection_method", "due_date", "subscription"]),
+    ("charges", "charge", &["customer"], &["payment_intent", "transfer_group"]),
+    ("refunds", "refund", &["charge"], &["payment_intent"]),
+    ("products", "product", &["active"], &["ids", "shippable", "url"]),
+    ("prices", "price", &["active", "product"], &["currency", "lookup_keys", "recurring", "type"]),
+    ("events", "event", &["type", "types", "delivery_success"], &[]),
+];
+
+pub(super) fn is_list(resource: &str) -> bool {
+    LISTS.iter().any(|(r, ..)| *r == resource)
+}
+
+pub(super) fn account(state: &Inner) -> Reply {
+    let mut account = fixture("account");
+    if let Some(created) = state.account_created {
+        account["created"] = json!(created);
+    }
+    (200, account)
+}
+
+pub(super) fn list(state: &Inner, resource: &str, params: &Value) -> Answer {
+    let Some(&(_, object_type, filters, real)) = LISTS.iter().find(|(r, ..)| *r == resource) else {
+        return Err((404, invalid_param("url", "Unrecognized request URL")));
+    };
+    let mut known = vec!["limit", "starting_after", "ending_before", "expand", "created"];
+    known.extend_from_slice(filters);
+    only_supported(params, &known, real)?;
+    let limit = match params.get("limit") {
+        None => 10,
+        Some(value) => match value.as_str().map(str::parse::<usize>) {
+            Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
+            _ => return Err((400, invalid_param("limit", "Invalid integer: limit must be between 1 and 100."))),
+        },
+    };
+    let created = created_range(params)?;
+    let matches = |o: &Value| -> bool {
+        let field = |name: &str| params.get(name).and_then(Value::as_str);
+        let text = |o: &Value, name: &str| o[name].as_str().or_else(|| o[name]["id"].as_str()).map(str::to_owned);
+        let created_at = o["created"].as_i64().unwrap_or(0);
+        created.iter().all(|(op, bound)| match *op {
+            "gt" => created_at > *bound,
+            "gte" => created_at >= *bound,
+            "lt" => created_at < *bound,
+            _ => created_at <= *bound,
+        }) && ["customer", "charge", "product", "email", "status"]
+            .iter()
+            .all(|name| field(name).is_none_or(|want| text(o, name).as_deref() == Some(want)))
+            && field("active").is_none_or(|want| o["active"].as_bool().map(|b| b.to_string()).as_deref() == Some(want))
+            && field("type").is_none_or(|want| o["type"] == want)
+            && params.get("types").and_then(Value::as_array).is_none_or(|types| types.contains(&o["type"]))
+            && field("delivery_success").is_none_or(|want| {
+                let delivered = o["pending_webhooks"].as_i64().unwrap_or(0) == 0;
+                delivered.to_string() == want
+            })
+    };
+    let mut all: Vec<&Value> = state
+        .order
+        .iter()
+        .rev()
+        .map(|id| &state.objects[id])
+        .filter(|o| o["object"] == object_type)
+        .filter(|o| matches(o))
+        .collect();
+    all.sort_by_key(|o| std::cmp::Reverse(o["created"].as_i64().unwrap_or(0)));
+    let (data, has_more) = page(all, params, limit, object_type)?;
+    let data: Vec<Value> = data.into_iter().cloned().collect();
+    Ok((200, json!({"object": "list", "data": data, "has_more": has_more, "url": format!("/v1/{resource}")})))
+}
+
+/// `created[gt]=…` and the like, or `created=…` (equal).
+fn created_range(params: &Value) -> Result<Vec<(&'static str, i64)>, Reply> {
+    let parse = |name: &str, v: &Value| {
+        v.as_str().and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| (400, invalid_param(name, "Invalid integer")))
+    };
+    match params.get("created") {
+        None => Ok(Vec::new()),
+        Some(Value::Object(range)) => {
+            let mut out = Vec::new();
+            for (op, value) in range {
+                let op = ["gt", "gte", "lt", "lte"]
+                    .into_iter()
+                    .find(|k| k == op)
+                    .ok_or_else(|| (400, invalid_param(&format!("created[{op}]"), "Received unknown parameter")))?;
+                out.push((op, parse(&format!("created[{op}]"), value)?));
+            }
+            Ok(out)
+        }
+        Some(value) => {
+            let at = parse("created", value)?;
+            Ok(vec![("gte", at), ("lte", at)])
+        }
+    }
+}
