@@ -7,6 +7,7 @@ pub mod automation;
 pub mod billing;
 pub mod customer;
 pub mod ids;
+pub mod matching;
 pub mod money;
 pub mod piano;
 pub mod record;

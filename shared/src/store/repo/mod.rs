@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod catalogue;
 pub mod customers;
+pub mod duplicates;
 pub mod keys;
 pub mod ledger;
 pub mod publications;
@@ -17,6 +18,7 @@ use super::{Item, Query, Store, StoreError};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{AccountKey, CustomerId, PublicationId, TaskId};
+use crate::domain::matching::MatchKey;
 use crate::domain::task::TaskStatus;
 
 /// A value read from the store with the version a conditional update must name.
@@ -176,6 +178,24 @@ pub mod keys_of {
     /// The folded revenue summary of a publication.
     pub fn revenue_summary(publication: &PublicationId) -> Key {
         Key::new(format!("PUB#{publication}#REVENUE"), "SUMMARY")
+    }
+
+    /// A customer holding a match key (`domain::matching`), in that key's partition.
+    pub fn match_key(publication: &PublicationId, key: &MatchKey, id: &CustomerId) -> Key {
+        Key::new(match_partition(publication, key), format!("C#{id}"))
+    }
+
+    pub fn match_partition(publication: &PublicationId, key: &MatchKey) -> String {
+        format!("PUB#{publication}#MATCH#{}#{}", key.reason.as_str(), key.value)
+    }
+
+    /// A match key two or more customers hold: possible duplicates, listed by sync health.
+    pub fn possible_duplicate(publication: &PublicationId, key: &MatchKey) -> Key {
+        Key::new(duplicates_partition(publication), format!("{}#{}", key.reason.as_str(), key.value))
+    }
+
+    pub fn duplicates_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#DUPES")
     }
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {
