@@ -14,4 +14,5 @@ pub mod record;
 pub mod revenue;
 pub mod secret;
 pub mod settings;
+pub mod sync_health;
 pub mod task;
