@@ -12,6 +12,7 @@ pub mod settings;
 pub mod stripe_accounts;
 pub mod stripe_webhook;
 pub mod subscriptions;
+pub mod sync_health;
 pub mod tasks;
 
 use std::sync::Arc;
