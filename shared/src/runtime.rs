@@ -31,6 +31,8 @@ pub enum InitError {
 pub struct Needs {
     /// Queues it sends to; each URL comes from the queue's `url_env` variable.
     pub queues: &'static [QueueDef],
+    /// Dead-letter queues it reads (depths); each URL comes from the queue's `dlq_url_env` variable.
+    pub dead_letters: &'static [QueueDef],
     /// Serves admin routes: requires `CRM_ADMIN_TOKEN`.
     pub admin: bool,
 }
@@ -43,6 +45,9 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let mut urls = HashMap::new();
     for def in needs.queues {
         urls.insert(def.name.to_owned(), config::required(def.url_env)?);
+    }
+    for def in needs.dead_letters {
+        urls.insert(def.dlq_name.to_owned(), config::required(def.dlq_url_env)?);
     }
     let stripe = HttpStripe::from_env()?;
     let sdk = crate::aws::sdk_config().await;

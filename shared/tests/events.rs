@@ -71,10 +71,18 @@ async fn stripe_samples_flow_from_webhook_to_worker_to_customers_api() {
     let response = shared::queue::worker::lambda_batch(&worker, batch).await;
     assert!(response.batch_item_failures.is_empty());
 
-    let (status, found) = invoke("customers-api", "find-customer-by-email.json", state).await;
+    let (status, found) = invoke("customers-api", "find-customer-by-email.json", state.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found["data"][0]["email"], "ada.reader@example.com");
     assert_eq!(found["data"][0]["lifetimeValue"], serde_json::json!([{"currency": "usd", "amount": 1500}]));
+
+    // The worker's batch shows in sync health: both events applied, the webhook's one received.
+    let (status, health) = invoke("customers-api", "get-sync-health.json", state).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let sources = health["sources"].as_array().unwrap();
+    let main = sources.iter().find(|s| s["provider"] == "stripe" && s["account"] == "main").unwrap();
+    assert_eq!(main["last24h"]["applied"], 2, "{health}");
+    assert!(main["lastReceived"]["type"].is_string(), "{health}");
 }
 
 /// The public routes' samples (sample token for the sample publication, which has no JWT secret, so

@@ -20,6 +20,7 @@ const FAST: QueueDef = QueueDef {
     visibility_timeout_secs: 1,
     max_receive_count: 2,
     url_env: "UNUSED",
+    dlq_url_env: "UNUSED",
 };
 
 type Q = Arc<dyn Queue>;

@@ -1,5 +1,6 @@
 //! `customers-api`: the customer listing (all, by email, by payment status) and the customer record
-//! (API.md "Customer record"); creation and edits are in `customer_edits`, follow-up tasks in `tasks`.
+//! (API.md "Customer record"); creation and edits are in `customer_edits`, follow-up tasks in `tasks`,
+//! exports in `exports`, sync health in `sync_health`.
 
 use axum::Json;
 use axum::Router;
@@ -34,6 +35,7 @@ pub fn routes(state: AppState) -> Router {
             get(record).patch(super::customer_edits::update),
         )
         .route("/admin/publications/{publication_id}/exports/{kind}", get(super::exports::export))
+        .route("/admin/publications/{publication_id}/sync", get(super::sync_health::health))
         .merge(super::tasks::routes())
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)

@@ -6,11 +6,13 @@ pub mod customers;
 pub mod exports;
 pub mod piano_registration;
 pub mod piano_webhook;
+pub mod receipts;
 pub mod revenue;
 pub mod settings;
 pub mod stripe_accounts;
 pub mod stripe_webhook;
 pub mod subscriptions;
+pub mod sync_health;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct AppState {
     /// Settings as webhooks read them (short-lived cache; the admin API reads the store).
     pub settings: Arc<SettingsCache>,
     pub config: Arc<ApiConfig>,
+    /// The webhooks' last-received markers (throttled per source).
+    pub receipts: Arc<receipts::Receipts>,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
             piano,
             settings: Arc::new(SettingsCache::new(Duration::from_secs(10))),
             config: Arc::new(ApiConfig::default()),
+            receipts: Arc::new(receipts::Receipts::default()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! `piano-webhook`: `GET|POST /webhooks/piano/{publicationId}`, the one URL Piano allows. Checks and
 //! decrypts `data` (query, form or JSON body), then queues the event for the CRM and one forward job
 //! per legacy endpoint of the publication, and answers 200 at once: a legacy endpoint never makes
-//! Piano wait or retry.
+//! Piano wait or retry. The receipt is then noted for sync health (`receipts`).
 
 use axum::Json;
 use axum::Router;
@@ -104,5 +104,6 @@ async fn receive(
         state.queue.send(FORWARD.name, &jobs).await.map_err(|e| ApiError::Unavailable(format!("forward jobs: {e}")))?;
     }
     tracing::info!(kind = kind.as_deref().unwrap_or("unknown"), forwards = jobs.len(), "Piano event received");
+    state.receipts.note(state.store.as_ref(), &header, kind.as_deref()).await;
     Ok(Json(json!({ "received": true })))
 }

@@ -1,6 +1,7 @@
 //! `stripe-webhook`: `POST /webhooks/stripe/{publicationId}/{accountKey}`. Verifies the signature over
 //! the raw body with the account's signing secrets, checks the body is a Stripe event, queues it, and
-//! answers 200 only once it is queued (a queue failure answers 503, so Stripe retries).
+//! answers 200 only once it is queued (a queue failure answers 503, so Stripe retries); then notes
+//! the receipt for sync health (`receipts`).
 
 use axum::Json;
 use axum::Router;
@@ -69,5 +70,6 @@ async fn receive(
         .await
         .map_err(|e| ApiError::Unavailable(format!("could not queue event {}: {e}", event.id)))?;
     tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event queued");
+    state.receipts.note(state.store.as_ref(), &header, Some(&event.kind)).await;
     Ok(Json(json!({ "received": true })))
 }

@@ -214,6 +214,9 @@ pub struct ProfileState {
     pub customer_id: String,
     pub email: Option<String>,
     pub name: Option<String>,
+    /// The billing address's postal code (possible duplicates compare name and postcode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcode: Option<String>,
     pub deleted: bool,
 }
 

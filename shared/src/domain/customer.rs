@@ -19,6 +19,10 @@ pub struct Customer {
     pub email: Option<Email>,
     #[serde(default)]
     pub name: Option<String>,
+    /// Billing postcode, from the newest Stripe customer that has one (possible duplicates compare
+    /// name and postcode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcode: Option<String>,
     /// The first Stripe customer id seen per Stripe account of the publication. A person with several
     /// Stripe customers in one account has the others in `stripe.profiles`; all of them identify this record.
     #[serde(default)]
@@ -51,6 +55,7 @@ impl Customer {
             publication_id,
             email: None,
             name: None,
+            postcode: None,
             stripe_customer_ids: BTreeMap::new(),
             piano_uid: None,
             created_at: now,
@@ -103,20 +108,25 @@ impl Customer {
         self.stripe_customer_ids.entry(account.clone()).or_insert_with(|| stripe_id.to_owned());
     }
 
-    /// Email and name follow the newest provider profile that has them (Stripe's customers, Piano's
-    /// user); a record without one keeps its own.
+    /// Email, name and postcode follow the newest provider profile that has them (Stripe's customers,
+    /// Piano's user); a record without one keeps its own.
     pub fn refresh_contact(&mut self) {
-        // (time, tie-break, email, name) per profile; a Piano profile sorts after a Stripe one of the same second.
-        let mut live: Vec<(i64, String, Option<&str>, Option<&str>)> = self
+        // (time, tie-break, email, name, postcode) per profile; a Piano profile sorts after a Stripe one
+        // of the same second.
+        type Contact<'a> = (i64, String, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let mut live: Vec<Contact<'_>> = self
             .stripe
             .profiles
             .values()
             .filter(|p| !p.state.deleted)
-            .map(|p| (p.as_of, format!("0{}", p.state.customer_id), p.state.email.as_deref(), p.state.name.as_deref()))
+            .map(|p| {
+                let s = &p.state;
+                (p.as_of, format!("0{}", s.customer_id), s.email.as_deref(), s.name.as_deref(), s.postcode.as_deref())
+            })
             .collect();
         if let Some(p) = self.piano.profile.as_ref().filter(|p| !p.state.disabled) {
             // Piano's times are microseconds (see `domain::piano`).
-            live.push((p.as_of / 1_000_000, "1".into(), p.state.email.as_deref(), p.state.name.as_deref()));
+            live.push((p.as_of / 1_000_000, "1".into(), p.state.email.as_deref(), p.state.name.as_deref(), None));
         }
         live.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         if let Some(email) = live.iter().rev().find_map(|p| p.2.and_then(|e| Email::parse(e).ok())) {
@@ -124,6 +134,9 @@ impl Customer {
         }
         if let Some(name) = live.iter().rev().find_map(|p| p.3.filter(|n| !n.trim().is_empty())) {
             self.name = Some(name.to_owned());
+        }
+        if let Some(postcode) = live.iter().rev().find_map(|p| p.4) {
+            self.postcode = Some(postcode.to_owned());
         }
     }
 }

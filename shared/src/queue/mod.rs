@@ -22,6 +22,8 @@ pub struct QueueDef {
     pub max_receive_count: u32,
     /// Environment variable holding the queue URL for a Lambda function.
     pub url_env: &'static str,
+    /// Environment variable holding the dead-letter queue's URL (for a function reading its depth).
+    pub dlq_url_env: &'static str,
 }
 
 /// Stripe and Piano events waiting to be applied by `webhook-worker`.
@@ -31,6 +33,7 @@ pub const EVENTS: QueueDef = QueueDef {
     visibility_timeout_secs: 180,
     max_receive_count: 5,
     url_env: "CRM_EVENTS_QUEUE_URL",
+    dlq_url_env: "CRM_EVENTS_DLQ_URL",
 };
 
 /// Piano webhooks to replay to a publication's legacy endpoints, one message per endpoint, so each
@@ -41,6 +44,7 @@ pub const FORWARD: QueueDef = QueueDef {
     visibility_timeout_secs: 120,
     max_receive_count: 8,
     url_env: "CRM_FORWARD_QUEUE_URL",
+    dlq_url_env: "CRM_FORWARD_DLQ_URL",
 };
 
 /// Long-running jobs (backfills), one message per slice of work: the `backfill` Lambda runs a slice
@@ -51,6 +55,7 @@ pub const JOBS: QueueDef = QueueDef {
     visibility_timeout_secs: 5400,
     max_receive_count: 5,
     url_env: "CRM_JOBS_QUEUE_URL",
+    dlq_url_env: "CRM_JOBS_DLQ_URL",
 };
 
 pub const ALL: &[QueueDef] = &[EVENTS, FORWARD, JOBS];

@@ -66,10 +66,18 @@ pub struct Customer {
     pub id: String,
     pub email: Option<String>,
     pub name: Option<String>,
+    pub address: Option<Address>,
     #[serde(deserialize_with = "metadata")]
     pub metadata: Metadata,
     pub deleted: Option<bool>,
     pub created: Option<i64>,
+}
+
+/// A customer's billing address; only what the CRM keeps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Address {
+    pub postal_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod identity;
 pub mod piano;
 pub mod stripe;
+pub mod tally;
 pub mod worker;
 
 use crate::store::StoreError;

@@ -1,5 +1,6 @@
 //! `webhook-worker`: takes messages of the events queue and applies them. The same handler runs
-//! under Lambda (SQS event source mapping, partial batch response) and under `crm serve`.
+//! under Lambda (SQS event source mapping, partial batch response) and under `crm serve`. Each batch's
+//! outcomes are counted and written once for sync health (`tally`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::Instrument;
 
-use super::envelope::{self, Provider};
+use super::envelope::{self, Header, Provider};
 use super::identity::IdentityCache;
+use super::tally::{BatchTally, Processed};
 use super::{FiredSink, Outcome, SyncError, piano, stripe};
 use crate::piano::client::PianoApi;
 use crate::queue::worker::{BatchHandler, each_concurrently};
@@ -92,6 +94,12 @@ impl EventWorker {
     /// Applies one queue message.
     pub async fn process(&self, message: &str) -> Result<Outcome, SyncError> {
         let (header, body) = envelope::decode(message)?;
+        Ok(self.apply(&header, body).await?.outcome)
+    }
+
+    /// Applies one event; answers what sync health keeps of it too (type and time, from the parse
+    /// the event needs anyway).
+    async fn apply(&self, header: &Header, body: &str) -> Result<Processed, SyncError> {
         let settings = self
             .settings
             .get(self.store.as_ref(), &header.publication)
@@ -99,13 +107,16 @@ impl EventWorker {
             .ok_or_else(|| SyncError::UnknownPublication(header.publication.to_string()))?;
         let now = crate::store::now_epoch();
         let fired = FiredSink::default();
-        let (provider, event_id, outcome) = match header.provider {
+        let (provider, event_id, processed) = match header.provider {
             Provider::Stripe => {
                 let event = Event::parse(body.as_bytes())?;
                 tracing::Span::current().record("event_id", event.id.as_str());
-                let key = header.account.ok_or_else(|| SyncError::Message("Stripe message without account".into()))?;
+                let key = header
+                    .account
+                    .as_ref()
+                    .ok_or_else(|| SyncError::Message("Stripe message without account".into()))?;
                 let account =
-                    settings.settings.stripe_account(&key).ok_or_else(|| SyncError::UnknownAccount(key.to_string()))?;
+                    settings.settings.stripe_account(key).ok_or_else(|| SyncError::UnknownAccount(key.to_string()))?;
                 let ctx = stripe::Context {
                     store: self.store.as_ref(),
                     identities: &self.identities,
@@ -117,11 +128,16 @@ impl EventWorker {
                     as_of: None,
                     now,
                 };
-                ("stripe", event.id.to_string(), stripe::apply(&ctx, &event).await?)
+                let outcome = stripe::apply(&ctx, &event).await?;
+                let processed = Processed { outcome, event_type: Some(event.kind.clone()), event_at: event.created };
+                ("stripe", event.id.to_string(), processed)
             }
             Provider::Piano => {
                 let event = crate::piano::webhook::parse_event(body).map_err(|e| SyncError::Message(e.to_string()))?;
-                let id = header.event_id.ok_or_else(|| SyncError::Message("Piano message without event id".into()))?;
+                let id = header
+                    .event_id
+                    .clone()
+                    .ok_or_else(|| SyncError::Message("Piano message without event id".into()))?;
                 tracing::Span::current().record("event_id", id.as_str());
                 let fetched = match &self.piano {
                     Some(api) => {
@@ -142,10 +158,12 @@ impl EventWorker {
                     now,
                 };
                 let outcome = piano::apply(self.store.as_ref(), &delivery).await?;
-                ("piano", id, outcome)
+                // Piano's events carry no time: their receipt is their time.
+                let processed = Processed { outcome, event_type: event.kind.clone(), event_at: header.received_at };
+                ("piano", id, processed)
             }
         };
-        let fired = match outcome {
+        let fired = match processed.outcome {
             Outcome::Applied => fired.take(),
             // A redelivery: the attempt that applied it may have stopped before its automations ran.
             Outcome::Duplicate if !settings.settings.automations.is_empty() => {
@@ -154,15 +172,24 @@ impl EventWorker {
             _ => Vec::new(),
         };
         self.run_automations(&settings.settings, &header.publication, provider, &event_id, fired).await?;
-        Ok(outcome)
+        Ok(processed)
     }
 
-    async fn process_logged(&self, message: &Received) -> bool {
+    async fn process_logged(&self, message: &Received, tally: &BatchTally) -> bool {
         let span = tracing::info_span!("event", message_id = %message.id, event_id = tracing::field::Empty);
         async {
-            match self.process(&message.body).await {
-                Ok(outcome) => {
-                    tracing::info!(?outcome, "event processed");
+            let (header, body) = match envelope::decode(&message.body) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    tracing::error!(error = %e, attempt = message.receive_count, "not an events-queue message; retried until the dead-letter queue takes it");
+                    return false;
+                }
+            };
+            let result = self.apply(&header, body).await;
+            tally.note(&header, &result, crate::store::now_epoch());
+            match result {
+                Ok(processed) => {
+                    tracing::info!(outcome = ?processed.outcome, "event processed");
                     true
                 }
                 Err(e) if e.is_transient() => {
@@ -183,6 +210,9 @@ impl EventWorker {
 #[async_trait]
 impl BatchHandler for EventWorker {
     async fn handle(&self, batch: &[Received]) -> Vec<String> {
-        each_concurrently(batch, |m| self.process_logged(m)).await
+        let tally = BatchTally::default();
+        let failed = each_concurrently(batch, |m| self.process_logged(m, &tally)).await;
+        tally.flush(self.store.as_ref(), crate::store::now_epoch()).await;
+        failed
     }
 }

@@ -1,14 +1,16 @@
 //! Customers: one item per customer plus one identity item per email / provider id, written in the
 //! same transaction with "must not exist" conditions, so two customers can never share an identity;
 //! and one item in the listing of the customer's payment status, moved in the transaction that
-//! changes it, so `?status=` is a query, never a scan.
+//! changes it, so `?status=` is a query, never a scan. Match keys for possible duplicates
+//! (`duplicates`) move in the same transaction.
 
 use std::collections::HashSet;
 
-use super::{Versioned, from_item, keys_of, to_doc};
+use super::{Versioned, duplicates, from_item, keys_of, to_doc};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::{Customer, Identity};
 use crate::domain::ids::{CustomerId, PublicationId};
+use crate::domain::matching::MatchKey;
 use crate::store::{Cond, Cursor, Index, Item, Query, Store, StoreError, WriteOp};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +59,13 @@ pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), Custom
         ops.push(identity_put(customer, identity)?);
     }
     ops.push(status_put(customer)?);
+    let matches = duplicates::index_change(None, customer)?;
+    ops.extend(matches.ops);
     match store.write(ops).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            refresh_duplicates(store, &customer.publication_id, &matches.changed).await;
+            Ok(())
+        }
         Err(StoreError::ConditionFailed { index: 0 }) => {
             Err(CustomerWriteError::Taken { identity: None, holder: None })
         }
@@ -107,10 +114,15 @@ pub async fn update_with(
         });
         ops.push(status_put(after)?);
     }
+    let matches = duplicates::index_change(Some(before), after)?;
+    ops.extend(matches.ops);
     let first_extra = ops.len();
     ops.extend(extra);
     match store.write(ops).await {
-        Ok(()) => Ok(version + 1),
+        Ok(()) => {
+            refresh_duplicates(store, &after.publication_id, &matches.changed).await;
+            Ok(version + 1)
+        }
         Err(StoreError::ConditionFailed { index: 0 }) => Err(CustomerWriteError::Stale),
         Err(StoreError::ConditionFailed { index }) if index <= added.len() => {
             let identity = added[index - 1].clone();
@@ -121,6 +133,17 @@ pub async fn update_with(
             Err(CustomerWriteError::Extra(index - first_extra))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Best effort once the customer is written: failing it would retry a write that is already in, and the
+/// next change of the same keys refreshes them again.
+async fn refresh_duplicates(store: &dyn Store, publication: &PublicationId, changed: &[MatchKey]) {
+    if changed.is_empty() {
+        return;
+    }
+    if let Err(e) = duplicates::refresh(store, publication, changed, crate::store::now_epoch()).await {
+        tracing::warn!(error = %e, "possible duplicates not refreshed");
     }
 }
 

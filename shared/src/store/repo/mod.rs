@@ -4,10 +4,12 @@ pub mod activities;
 pub mod backfill;
 pub mod catalogue;
 pub mod customers;
+pub mod duplicates;
 pub mod keys;
 pub mod ledger;
 pub mod publications;
 pub mod revenue;
+pub mod sync_stats;
 pub mod tasks;
 pub mod unmapped;
 
@@ -18,6 +20,7 @@ use super::{Item, Query, Store, StoreError};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::Identity;
 use crate::domain::ids::{AccountKey, CustomerId, PublicationId, TaskId};
+use crate::domain::matching::MatchKey;
 use crate::domain::task::TaskStatus;
 
 /// A value read from the store with the version a conditional update must name.
@@ -187,6 +190,49 @@ pub mod keys_of {
     pub fn backfill_partition(publication: &PublicationId) -> String {
         format!("PUB#{publication}#BACKFILL")
     }
+
+
+    /// A customer holding a match key (`domain::matching`), in that key's partition.
+    pub fn match_key(publication: &PublicationId, key: &MatchKey, id: &CustomerId) -> Key {
+        Key::new(match_partition(publication, key), format!("C#{id}"))
+    }
+
+    pub fn match_partition(publication: &PublicationId, key: &MatchKey) -> String {
+        format!("PUB#{publication}#MATCH#{}#{}", key.reason.as_str(), key.value)
+    }
+
+    /// A match key two or more customers hold: possible duplicates, listed by sync health.
+    pub fn possible_duplicate(publication: &PublicationId, key: &MatchKey) -> Key {
+        Key::new(duplicates_partition(publication), format!("{}#{}", key.reason.as_str(), key.value))
+    }
+
+    pub fn duplicates_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#DUPES")
+    }
+
+    /// Sync figures of a publication: hourly buckets (`H#…`) and last-event markers (`LAST#…`).
+    pub fn sync_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#SYNC")
+    }
+
+    /// Outcomes of one (provider, account) in the hour starting at `hour` (epoch seconds); the hour
+    /// first, so the last 24 hours of every account are one range query.
+    pub fn sync_bucket(publication: &PublicationId, hour: i64, provider: &str, account: &str) -> Key {
+        Key::new(sync_partition(publication), format!("{}{provider}#{account}", sync_hour_prefix(hour)))
+    }
+
+    pub fn sync_hour_prefix(hour: i64) -> String {
+        format!("{SYNC_BUCKET_PREFIX}{:011}#", hour.max(0))
+    }
+
+    pub const SYNC_BUCKET_PREFIX: &str = "H#";
+
+    /// The last event of one (provider, account) that was received (`received`) or applied (`applied`).
+    pub fn sync_marker(publication: &PublicationId, provider: &str, account: &str, what: &str) -> Key {
+        Key::new(sync_partition(publication), format!("{SYNC_MARKER_PREFIX}{provider}#{account}#{what}"))
+    }
+
+    pub const SYNC_MARKER_PREFIX: &str = "LAST#";
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {
         Key::new(format!("PUB#{publication}#EVT#{provider}#{event_id}"), "EVENT")

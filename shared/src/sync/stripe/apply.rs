@@ -237,6 +237,7 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
                 customer_id: stripe_id.clone(),
                 email: None,
                 name: None,
+                postcode: None,
                 deleted: false,
             };
             if let Some(c) = &fetched {
