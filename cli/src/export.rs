@@ -5,14 +5,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use shared::domain::ids::PublicationId;
 use shared::export::{Export, Format, Kind};
-use shared::store::Store;
-use shared::store::dynamo::DynamoStore;
-use shared::store::embedded::EmbeddedStore;
 
 /// The embedded store's page cache during an export.
 pub const EXPORT_CACHE_BYTES: usize = 16 << 20;
@@ -29,29 +25,16 @@ pub struct Args {
     /// Write here instead of standard output.
     #[arg(long)]
     output: Option<PathBuf>,
-    #[arg(long, env = "CRM_DATA_DIR", default_value = ".crm-data")]
-    data_dir: PathBuf,
-    /// Read DynamoDB (endpoint and credentials from the standard AWS environment).
-    #[arg(long)]
-    dynamodb: bool,
-    #[arg(long, env = "CRM_TABLE_NAME", default_value = "crm")]
-    table: String,
+    #[command(flatten)]
+    store: crate::store_args::StoreArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let kind = Kind::parse(&args.kind).context("the export is customers, subscriptions or invoices")?;
     let format = Format::parse(&args.format).context("--format is csv or jsonl")?;
     let publication = PublicationId::parse(&args.publication).context("--publication is not a publication id")?;
-    let store: Arc<dyn Store> = if args.dynamodb {
-        let sdk = shared::aws::sdk_config().await;
-        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table))
-    } else {
-        let path = args.data_dir.join("crm.redb");
-        // One pass over the file: a small page cache keeps the export's memory flat.
-        Arc::new(EmbeddedStore::open_with_cache(&path, EXPORT_CACHE_BYTES).with_context(|| {
-            format!("opening {} (while `crm serve` runs, use its /exports route instead)", path.display())
-        })?)
-    };
+    // One pass over the file: a small page cache keeps the export's memory flat.
+    let store = args.store.open(Some(EXPORT_CACHE_BYTES)).await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
         None => Box::new(std::io::stdout().lock()),

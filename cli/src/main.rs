@@ -1,11 +1,13 @@
 //! `crm`: the product in one process (`crm serve`) and the operator's commands.
 
+mod backfill;
 mod demo;
 mod dlq;
 mod export;
 mod replay;
 mod serve;
 mod sign;
+mod store_args;
 mod tables;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,8 @@ enum Command {
     Replay(replay::Args),
     /// Customers, subscriptions or invoices as CSV or JSON Lines (docs/exports.md).
     Export(export::Args),
+    /// Imports a Stripe account's history (resumable; progress per object type).
+    Backfill(backfill::Args),
 }
 
 #[derive(Subcommand)]
@@ -59,5 +63,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq { command } => dlq::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Backfill(args) => backfill::run(args).await,
     }
 }

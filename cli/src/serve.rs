@@ -3,22 +3,21 @@
 //! finish the requests in flight, then exit.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use shared::api::{self, ApiConfig, AppState};
+use shared::backfill::Runner;
+use shared::backfill::jobs::JobWorker;
 use shared::http::auth::AdminAuth;
 use shared::piano::client::HttpPiano;
 use shared::piano::forward::{ForwardWorker, Forwarder};
 use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
-use shared::queue::{EVENTS, FORWARD, Queue, worker};
-use shared::store::Store;
-use shared::store::dynamo::DynamoStore;
-use shared::store::embedded::EmbeddedStore;
+use shared::queue::{EVENTS, FORWARD, JOBS, Queue, worker};
 use shared::stripe::client::HttpStripe;
 use shared::sync::worker::EventWorker;
 use tokio_util::sync::CancellationToken;
@@ -27,14 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8787")]
     addr: SocketAddr,
-    /// Where the embedded store (and a generated admin token) live.
-    #[arg(long, env = "CRM_DATA_DIR", default_value = ".crm-data")]
-    data_dir: PathBuf,
-    /// Use DynamoDB and SQS (endpoint and credentials from the standard AWS environment).
-    #[arg(long)]
-    dynamodb: bool,
-    #[arg(long, env = "CRM_TABLE_NAME", default_value = "crm")]
-    table: String,
+    #[command(flatten)]
+    store: crate::store_args::StoreArgs,
     #[arg(long, env = "CRM_QUEUE_PREFIX", default_value = "crm")]
     queue_prefix: String,
     /// Creates (once) a publication `demo` with a Stripe account and prints its keys.
@@ -67,20 +60,18 @@ pub fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let token = admin_token(&args.data_dir)?;
-    let (store, queue): (Arc<dyn Store>, Arc<dyn Queue>) = if args.dynamodb {
+    let data_dir = args.store.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let token = admin_token(&data_dir)?;
+    let store = args.store.open(None).await?;
+    let queue: Arc<dyn Queue> = if args.store.dynamodb {
         let sdk = shared::aws::sdk_config().await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
-        store.warm_up().await.context("reaching DynamoDB (run `crm tables create` first?)")?;
         let queue = SqsQueue::discover(aws_sdk_sqs::Client::new(&sdk), &args.queue_prefix, shared::queue::ALL)
             .await
             .context("finding the SQS queues (run `crm tables create` first?)")?;
-        (Arc::new(store), Arc::new(queue))
+        Arc::new(queue)
     } else {
-        let path = args.data_dir.join("crm.redb");
-        let store = EmbeddedStore::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        (Arc::new(store), Arc::new(MemoryQueue::new(shared::queue::ALL)))
+        Arc::new(MemoryQueue::new(shared::queue::ALL))
     };
     let stripe = Arc::new(HttpStripe::from_env()?);
     let piano = Arc::new(HttpPiano::new());
@@ -89,13 +80,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let workers = Workers::start(&state);
 
     let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
-    let store_kind = if args.dynamodb { "dynamodb" } else { "embedded" };
-    tracing::info!(addr = %listener.local_addr()?, store = store_kind, data_dir = %args.data_dir.display(), "crm serve listening");
+    let store_kind = if args.store.dynamodb { "dynamodb" } else { "embedded" };
+    tracing::info!(addr = %listener.local_addr()?, store = store_kind, data_dir = %data_dir.display(), "crm serve listening");
     if shared::config::optional("CRM_ADMIN_TOKEN")?.is_none() {
-        eprintln!("admin token (from {}): {token}", args.data_dir.join("admin-token").display());
+        eprintln!("admin token (from {}): {token}", data_dir.join("admin-token").display());
     }
     if args.demo {
-        let demo = crate::demo::ensure(&state, &args.data_dir).await?;
+        let demo = crate::demo::ensure(&state, &data_dir).await?;
         let secret = &demo.webhook_secret;
         eprintln!("demo publication \"{}\" ready", crate::demo::PUBLICATION);
         eprintln!("  publication key:       {}", demo.publication_key);
@@ -137,9 +128,12 @@ impl Workers {
         let allow_private =
             shared::config::optional("CRM_FORWARD_ALLOW_PRIVATE").ok().flatten().as_deref() != Some("0");
         let forwards = Arc::new(ForwardWorker::new(Arc::new(Forwarder::new(allow_private))));
+        let runner = Runner::new(state.store.clone(), state.stripe.clone());
+        let jobs = Arc::new(JobWorker::new(runner, state.queue.clone(), JOB_SLICE).with_shutdown(shutdown.clone()));
         let tasks = vec![
             tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, events, shutdown.clone())),
             tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())),
+            tokio::spawn(worker::run(state.queue.clone(), JOBS.name, jobs, shutdown.clone())),
         ];
         Self { shutdown, tasks }
     }
@@ -147,7 +141,8 @@ impl Workers {
     /// Lets the workers empty the queues (bounded), then stops them after their current batch.
     async fn drain(self, queue: &dyn Queue) {
         let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
-        for def in shared::queue::ALL {
+        // A backfill is not drained: it stops after its page and resumes from its checkpoint.
+        for def in [EVENTS, FORWARD] {
             while let Ok(depth) = queue.depth(def.name).await {
                 if depth == 0 {
                     break;
@@ -165,6 +160,9 @@ impl Workers {
         }
     }
 }
+
+/// How long a backfill slice runs before it queues the next, as a Lambda invocation would.
+const JOB_SLICE: Duration = Duration::from_secs(300);
 
 /// How long a shutdown waits for queued events to be applied.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
 //! The product's routes, one router per Lambda function. `crm serve` merges them all; each
 //! function's `main.rs` runs its own under lambda_http. Handlers only see the ports in `AppState`.
 
+pub mod backfill;
 pub mod customer_edits;
 pub mod customers;
 pub mod exports;

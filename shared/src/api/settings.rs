@@ -1,4 +1,5 @@
-//! `settings-api`: publication settings (create/replace, read masked) and publication keys.
+//! `settings-api`: publication settings (create/replace, read masked), publication keys, Stripe webhook
+//! endpoints, Piano's webhook URL and backfills.
 //!
 //! The settings carry an `ETag` (their version); a PUT with `If-Match` replaces only that
 //! version, and every PUT is a conditional write, so concurrent edits never silently overwrite.
@@ -32,6 +33,10 @@ pub fn routes(state: AppState) -> Router {
             post(super::stripe_accounts::connect_webhook),
         )
         .route("/admin/publications/{publication_id}/piano/webhook", post(super::piano_registration::register_webhook))
+        .route(
+            "/admin/publications/{publication_id}/backfill",
+            get(super::backfill::report).post(super::backfill::start),
+        )
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(state)
 }

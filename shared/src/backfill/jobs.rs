@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{BackfillError, Runner, Stop};
 use crate::domain::ids::{AccountKey, PublicationId};
@@ -37,11 +38,20 @@ pub struct JobWorker {
     queue: Arc<dyn Queue>,
     /// How long a slice runs when no deadline is given (`crm serve`).
     slice: Duration,
+    /// Ends a slice early (after its page) when the process shuts down.
+    shutdown: CancellationToken,
 }
 
 impl JobWorker {
     pub fn new(runner: Runner, queue: Arc<dyn Queue>, slice: Duration) -> Self {
-        Self { runner, queue, slice }
+        Self { runner, queue, slice, shutdown: CancellationToken::new() }
+    }
+
+    /// Slices stop after their current page once `shutdown` is cancelled; the job is resumed by the
+    /// message they queue (kept when the queue is SQS).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Runs a batch's slices until `deadline` (a Lambda invocation's, less `DEADLINE_MARGIN`);
@@ -68,7 +78,11 @@ impl JobWorker {
     async fn process(&self, body: &str, deadline: Instant) -> Result<(), BackfillError> {
         let message: JobMessage = serde_json::from_str(body).map_err(|e| BackfillError::BadMessage(e.to_string()))?;
         let JobMessage::Backfill { publication, account } = &message;
-        let job = match self.runner.run(publication, account, &Stop::at(deadline), &|_| {}).await {
+        let job = match self
+            .runner
+            .run(publication, account, &Stop::at(deadline).or_on(self.shutdown.clone()), &|_| {})
+            .await
+        {
             Ok(job) => job,
             // Someone else runs it: look again once their lease is out, in case they stopped.
             Err(BackfillError::Busy { until }) => {

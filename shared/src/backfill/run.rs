@@ -53,6 +53,11 @@ impl Stop {
         Self { deadline: None, token }
     }
 
+    /// Also stops when `token` is cancelled (a shutdown).
+    pub fn or_on(self, token: CancellationToken) -> Self {
+        Self { token, ..self }
+    }
+
     fn reached(&self) -> bool {
         self.token.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
     }

@@ -152,6 +152,12 @@ pub fn verdict(facts: &Facts<'_>) -> Verdict {
                 plural(n),
                 dlq.queue
             )),
+            Some(n) if dlq.redrives_to == crate::queue::JOBS.name => attention.push(format!(
+                "{n} backfill slice{} failed repeatedly and wait in {}: GET /admin/publications/{publication}/backfill \
+                 shows the job's error; once it is fixed: {redrive}",
+                plural(n),
+                dlq.queue
+            )),
             Some(n) => attention.push(format!(
                 "Redrive {n} message{} from {} once the legacy endpoints or notification targets answer: {redrive}",
                 plural(n),

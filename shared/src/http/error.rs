@@ -98,6 +98,21 @@ impl From<crate::stripe::client::StripeError> for ApiError {
     }
 }
 
+impl From<crate::backfill::BackfillError> for ApiError {
+    fn from(e: crate::backfill::BackfillError) -> Self {
+        use crate::backfill::BackfillError as B;
+        match e {
+            B::Store(e) => e.into(),
+            B::Stripe(e) => e.into(),
+            B::UnknownPublication(_) | B::UnknownAccount(_) | B::NotStarted(_) => ApiError::NotFound(e.to_string()),
+            B::BadRate => ApiError::BadRequest(e.to_string()),
+            B::Busy { .. } | B::LeaseLost => ApiError::Conflict(e.to_string()),
+            B::Queue(_) => ApiError::Unavailable(e.to_string()),
+            B::BadMessage(_) | B::Sync(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> Self {
         ApiError::BadRequest(e.to_string())

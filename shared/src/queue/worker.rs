@@ -22,8 +22,12 @@ pub async fn lambda_batch(
     handler: &dyn BatchHandler,
     event: aws_lambda_events::event::sqs::SqsEvent,
 ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
-    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
-    let batch: Vec<Received> = event
+    batch_response(handler.handle(&received(event)).await)
+}
+
+/// The messages of an SQS event.
+pub fn received(event: aws_lambda_events::event::sqs::SqsEvent) -> Vec<Received> {
+    event
         .records
         .into_iter()
         .map(|r| Received {
@@ -32,8 +36,12 @@ pub async fn lambda_batch(
             receipt: r.receipt_handle.unwrap_or_default(),
             body: r.body.unwrap_or_default(),
         })
-        .collect();
-    let failed = handler.handle(&batch).await;
+        .collect()
+}
+
+/// The partial batch response naming the messages that failed.
+pub fn batch_response(failed: Vec<String>) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failed
         .into_iter()

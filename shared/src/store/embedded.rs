@@ -72,10 +72,7 @@ fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>) {
 
 /// Applies a batch in one transaction; each write gets its own answer, or all get the failure of
 /// the transaction itself.
-fn commit_batch(
-    db: &Database,
-    batch: Vec<Pending>,
-) -> (Vec<Reply>, Vec<Result<(), StoreError>>) {
+fn commit_batch(db: &Database, batch: Vec<Pending>) -> (Vec<Reply>, Vec<Result<(), StoreError>>) {
     let now = now_epoch();
     let mut replies = Vec::with_capacity(batch.len());
     let outcome = (|| {

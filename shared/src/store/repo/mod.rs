@@ -191,7 +191,6 @@ pub mod keys_of {
         format!("PUB#{publication}#BACKFILL")
     }
 
-
     /// A customer holding a match key (`domain::matching`), in that key's partition.
     pub fn match_key(publication: &PublicationId, key: &MatchKey, id: &CustomerId) -> Key {
         Key::new(match_partition(publication, key), format!("C#{id}"))

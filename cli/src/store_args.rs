@@ -1,0 +1,43 @@
+//! The store flags every command that reads or writes records shares: the embedded store under
+//! `--data-dir`, or DynamoDB (`--dynamodb`, `--table`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shared::store::Store;
+use shared::store::dynamo::DynamoStore;
+use shared::store::embedded::EmbeddedStore;
+
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Where the embedded store (and a generated admin token) live.
+    #[arg(long, env = "CRM_DATA_DIR", default_value = ".crm-data")]
+    pub data_dir: PathBuf,
+    /// Use DynamoDB (and SQS for `serve`; endpoint and credentials from the standard AWS environment).
+    #[arg(long)]
+    pub dynamodb: bool,
+    #[arg(long, env = "CRM_TABLE_NAME", default_value = "crm")]
+    pub table: String,
+}
+
+impl StoreArgs {
+    /// Opens the store; `cache` bounds the embedded store's page cache (redb's default otherwise).
+    pub async fn open(&self, cache: Option<usize>) -> anyhow::Result<Arc<dyn Store>> {
+        if self.dynamodb {
+            let sdk = shared::aws::sdk_config().await;
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &self.table);
+            store.warm_up().await.context("reaching DynamoDB (run `crm tables create` first?)")?;
+            return Ok(Arc::new(store));
+        }
+        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let path = self.data_dir.join("crm.redb");
+        let opened = match cache {
+            Some(bytes) => EmbeddedStore::open_with_cache(&path, bytes),
+            None => EmbeddedStore::open(&path),
+        };
+        Ok(Arc::new(opened.with_context(|| {
+            format!("opening {} (while `crm serve` runs on it, use its HTTP routes instead)", path.display())
+        })?))
+    }
+}

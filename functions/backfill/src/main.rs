@@ -1,0 +1,31 @@
+//! Lambda `backfill`: the jobs queue's consumer (batch size 1). Each message runs a slice of a Stripe
+//! account's backfill until a minute before the invocation's deadline, then queues the next slice.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use shared::backfill::Runner;
+use shared::backfill::jobs::{DEADLINE_MARGIN, JobWorker};
+use shared::queue::worker::{batch_response, received};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init();
+    let needs = shared::runtime::Needs { queues: &[shared::queue::JOBS], ..Default::default() };
+    let state = shared::runtime::aws_state(needs).await?;
+    let runner = Runner::new(state.store.clone(), state.stripe.clone());
+    let worker = Arc::new(JobWorker::new(runner, state.queue.clone(), Duration::ZERO));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+        let worker = worker.clone();
+        // The deadline is wall-clock milliseconds; the runner counts on the monotonic clock.
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms)).saturating_sub(DEADLINE_MARGIN);
+        let deadline = tokio::time::Instant::now() + left;
+        async move {
+            let failed = worker.handle_until(&received(event.payload), deadline).await;
+            Ok::<_, lambda_runtime::Error>(batch_response(failed))
+        }
+    }))
+    .await
+}
