@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
+use shared::backfill::jobs::{self as jobs_queue, JobMessage, JobWorker};
 use shared::backfill::{BackfillError, Runner, Stop};
 use shared::domain::ids::{AccountKey, PublicationId};
+use shared::queue::JOBS;
 use shared::store::Store;
 use shared::store::repo::backfill::{self as jobs, BackfillJob, JobState, ObjectKind};
 use support::stripe_account;
-use support::stripe_world::{PUBLICATION, World};
+use support::stripe_world::{self as sw, PUBLICATION, World};
 
 fn main_account() -> AccountKey {
     AccountKey::parse("main").unwrap()
@@ -157,6 +159,9 @@ async fn five_thousand_customers_are_backfilled_completely_across_an_interruptio
     let cursor = format!("cus_bf{:05}", CUSTOMERS - 100);
     assert!(lists.iter().any(|r| r.param("starting_after") == Some(cursor.as_str())), "{cursor}");
     assert!(requests.iter().any(|r| r.path == "/v1/subscriptions" && r.param("status") == Some("all")));
+    // Refunds come with their charge: no request per refund to learn whose it is.
+    assert!(requests.iter().any(|r| r.path == "/v1/refunds" && r.param("expand[0]") == Some("data.charge")));
+    assert!(!requests.iter().any(|r| r.path.starts_with("/v1/charges/")), "a charge was read one by one");
 
     let imported = records(&world).await;
     assert_eq!(imported.len(), CUSTOMERS);
@@ -189,3 +194,60 @@ async fn a_resumed_backfill_equals_an_uninterrupted_one(store: Arc<dyn Store>) {
 }
 
 for_each_store!(a_resumed_backfill_equals_an_uninterrupted_one);
+
+/// Webhooks win over the listing when newer, and lose when older, before and after the backfill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn newer_webhooks_win_over_the_listing() {
+    let (world, runner) = seeded_world(support::embedded_store().store, 20).await;
+    let now = shared::store::now_epoch();
+    let with_status = |i: usize, status: &str| {
+        let mut sub = stripe_account::customer_objects(i)[1].clone();
+        sub["status"] = json!(status);
+        sub
+    };
+    let update =
+        |id: &str, created: i64, sub: Value| sw::event(id, "customer.subscription.updated", created, sub, None);
+    // Before the backfill: one event from the future (newer than any listing), one from the past.
+    world.deliver(&update("evt_future1", now + 3_600, with_status(1, "unpaid"))).await;
+    world.deliver(&update("evt_past2", stripe_account::START, with_status(2, "past_due"))).await;
+    runner.start(&publication(), &main_account(), Some(100)).await.unwrap();
+    assert_eq!(run_to_end(&runner).await.state, JobState::Done);
+    // After it: an event older than the listing, and one newer.
+    world.deliver(&update("evt_late3", now - 60, with_status(3, "past_due"))).await;
+    world.deliver(&update("evt_new4", now + 7_200, with_status(4, "past_due"))).await;
+    let status = |record: &Value| record["subscriptions"][0]["status"].as_str().unwrap().to_owned();
+    let records = records(&world).await;
+    assert_eq!(status(&records["cus_bf00001"]), "unpaid", "the newer webhook stays");
+    assert_eq!(status(&records["cus_bf00002"]), "active", "the listing replaces an older webhook's state");
+    assert_eq!(status(&records["cus_bf00003"]), "active", "a late webhook older than the listing loses");
+    assert_eq!(status(&records["cus_bf00004"]), "past_due", "a newer webhook wins after the backfill");
+}
+
+/// Under Lambda a slice stops at its deadline and queues the next; slices run until the job is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slices_queue_the_next_until_the_job_is_done() {
+    let (world, _) = seeded_world(support::embedded_store().store, 300).await;
+    let runner = Runner::new(world.store.clone(), Arc::new(world.stripe.client()));
+    runner.start(&publication(), &main_account(), Some(100)).await.unwrap();
+    let worker = JobWorker::new(runner, world.state.queue.clone(), std::time::Duration::ZERO);
+    let message = JobMessage::Backfill { publication: publication(), account: main_account() };
+    jobs_queue::enqueue(world.state.queue.as_ref(), &message, 0).await.unwrap();
+    let mut slices = 0;
+    loop {
+        let batch = world.state.queue.receive(JOBS.name, 10, std::time::Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert_eq!(batch.len(), 1, "one slice at a time");
+        // A deadline already passed: the slice applies one page, checkpoints and hands over.
+        assert!(worker.handle_until(&batch, tokio::time::Instant::now()).await.is_empty());
+        let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
+        world.state.queue.delete(JOBS.name, &receipts).await.unwrap();
+        slices += 1;
+        assert!(slices < 100, "the job never finished");
+    }
+    let job = jobs::get(world.store.as_ref(), &publication(), &main_account()).await.unwrap().unwrap().value;
+    assert_eq!(job.state, JobState::Done);
+    assert!(slices > 5, "{slices} slices: each stopped at its deadline");
+    assert_eq!(records(&world).await.len(), 300);
+}

@@ -219,3 +219,39 @@ fn the_readme_example_is_valid_settings() {
     let settings = shared::domain::settings::PublicationSettings::parse(&text, None).unwrap();
     assert_eq!(settings.name, "Daily Example");
 }
+
+/// The backfill samples: the settings-api POST queues a slice whose message is the `backfill`
+/// function's SQS sample; that sample, run as the function runs it, imports the account; the GET
+/// sample reports the job done.
+#[tokio::test]
+async fn backfill_samples_start_run_and_report_a_job() {
+    let store = support::embedded_store();
+    let stripe = support::fake_stripe::FakeStripe::start().await;
+    stripe.put_objects(support::stripe_account::objects(3));
+    let state = support::app_state_with(store.store.clone(), stripe.base_url());
+    assert_eq!(invoke("settings-api", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
+    let (status, job) = invoke("settings-api", "start-backfill.json", state.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!((job["state"].as_str(), job["rate"].as_u64()), (Some("running"), Some(25)), "a test key's rate");
+
+    let queued = state.queue.receive(shared::queue::JOBS.name, 10, std::time::Duration::ZERO).await.unwrap();
+    let sqs: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&sample("backfill", "sqs-slice.json")).expect("an SQS event");
+    let batch = shared::queue::worker::received(sqs);
+    let body = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(body(&queued[0].body), body(&batch[0].body), "the sample is the message the route queues");
+
+    let runner = shared::backfill::Runner::new(state.store.clone(), state.stripe.clone());
+    let worker = shared::backfill::jobs::JobWorker::new(runner, state.queue.clone(), std::time::Duration::ZERO);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    assert!(worker.handle_until(&batch, deadline).await.is_empty(), "the slice succeeded");
+    let (status, report) = invoke("settings-api", "get-backfill.json", state.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let job = &report["data"][0];
+    assert_eq!(job["state"], "done", "{report}");
+    let customers = job["stages"].as_array().unwrap().iter().find(|s| s["objectType"] == "customers").unwrap();
+    assert_eq!((customers["objects"].as_u64(), customers["progress"].as_f64()), (Some(3), Some(1.0)));
+    let next = state.queue.receive(shared::queue::JOBS.name, 10, std::time::Duration::ZERO).await.unwrap();
+    assert!(next.is_empty(), "a finished job queues no further slice");
+}

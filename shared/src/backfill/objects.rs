@@ -21,10 +21,12 @@ pub fn path(kind: ObjectKind) -> &'static str {
     }
 }
 
-/// The list's filters: subscriptions default to the live ones; a backfill wants the ended ones too.
+/// The list's filters: subscriptions default to the live ones, a backfill wants the ended ones too;
+/// a refund comes with its charge, whose customer owns it (instead of a request per refund).
 pub fn filters(kind: ObjectKind) -> Params {
     match kind {
         ObjectKind::Subscriptions => Params::new().set("status", "all"),
+        ObjectKind::Refunds => Params::new().list("expand", ["data.charge"]),
         _ => Params::new(),
     }
 }

@@ -339,11 +339,38 @@ pub struct Charge {
     pub receipt_email: Option<String>,
 }
 
+/// A refund's charge: its id, and its customer when the charge came expanded (`expand[]=data.charge`
+/// on a list), which spares reading the charge to learn whose refund it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRef {
+    pub id: String,
+    pub customer: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ChargeRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Id(String),
+            Object {
+                id: String,
+                #[serde(default)]
+                customer: Option<Id>,
+            },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Id(id) => ChargeRef { id, customer: None },
+            Raw::Object { id, customer } => ChargeRef { id, customer: customer.map(|c| c.0) },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Refund {
     pub id: String,
-    pub charge: Option<Id>,
+    pub charge: Option<ChargeRef>,
     pub amount: Option<i64>,
     pub currency: Option<String>,
     pub status: Option<String>,

@@ -198,10 +198,11 @@ async fn owner_of(ctx: &Context<'_>, change: &Change) -> Result<Option<Owner>, S
         Change::Schedule(s) => id(&s.customer),
         Change::Invoice(i) => id(&i.customer),
         Change::Charge(c) => id(&c.customer),
-        Change::Refund(r) => {
-            let charge = r.charge.as_ref().map(|c| c.0.as_str()).unwrap_or_default();
-            ctx.fetch::<obj::Charge>("charges", charge).await?.and_then(|c| id(&c.customer))
-        }
+        Change::Refund(r) => match &r.charge {
+            Some(obj::ChargeRef { customer: Some(customer), .. }) => Some(Owner::Stripe(customer.clone())),
+            Some(charge) => ctx.fetch::<obj::Charge>("charges", &charge.id).await?.and_then(|c| id(&c.customer)),
+            None => None,
+        },
         Change::Checkout(c) => id(&c.customer).or_else(|| {
             let email = c.customer_details.as_ref().and_then(|d| d.email.clone()).or_else(|| c.customer_email.clone());
             email.and_then(|e| Email::parse(&e).ok()).map(Owner::Email)

@@ -144,7 +144,7 @@ pub fn refund(account: &AccountKey, refund: &Refund) -> RefundState {
     RefundState {
         account: account.clone(),
         id: refund.id.clone(),
-        charge_id: refund.charge.as_ref().map(|c| c.0.clone()),
+        charge_id: refund.charge.as_ref().map(|c| c.id.clone()),
         status: refund.status.clone().unwrap_or_else(|| "pending".into()),
         amount: refund.amount.unwrap_or(0),
         currency: currency(refund.currency.as_ref()),

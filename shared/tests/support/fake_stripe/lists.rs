@@ -1,13 +1,17 @@
 //! The fake's list routes besides subscriptions: `GET /v1/{customers|invoices|charges|refunds|products|
 //! prices|events}`, newest `created` first, with `limit`, `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`,
-//! `customer` (invoices, charges), and for events `type`, `types[]` and `delivery_success` (an event is
+//! `customer` (invoices, charges), `expand[]=data.…` (a refund's charge, …), and for events `type`, `types[]` and `delivery_success` (an event is
 //! undelivered while `pending_webhooks` > 0). `GET /v1/account` answers the fixture account.
 
 use serde_json::{Value, json};
 
 use super::routes::{Reply, invalid_param};
-use super::subscriptions::{Answer, only_supported, page};
+use super::subscriptions::{Answer, expand_fields, expansions, only_supported, page};
 use super::{State as Inner, fixture};
+
+/// Fields each list expands (`expand[]=data.{field}`).
+const EXPANDABLE: &[(&str, &[&str])] =
+    &[("refunds", &["charge"]), ("charges", &["customer", "invoice"]), ("invoices", &["customer", "subscription"])];
 
 /// Resources listed here, with their `object` type, the filters this fake implements beyond paging,
 /// and the real ones it does not.
@@ -77,8 +81,13 @@ pub(super) fn list(state: &Inner, resource: &str, params: &Value) -> Answer {
         .filter(|o| matches(o))
         .collect();
     all.sort_by_key(|o| std::cmp::Reverse(o["created"].as_i64().unwrap_or(0)));
+    let expand = expansions(params)?;
+    let expandable = EXPANDABLE.iter().find(|(r, _)| *r == resource).map_or(&[][..], |(_, fields)| *fields);
     let (data, has_more) = page(all, params, limit, object_type)?;
-    let data: Vec<Value> = data.into_iter().cloned().collect();
+    let data = data
+        .into_iter()
+        .map(|o| expand_fields(state, o.clone(), &expand, "data.", expandable))
+        .collect::<Result<Vec<Value>, Reply>>()?;
     Ok((200, json!({"object": "list", "data": data, "has_more": has_more, "url": format!("/v1/{resource}")})))
 }
 
