@@ -31,7 +31,8 @@ use shared::stripe::client::HttpStripe;
 pub use form::pairs_to_json;
 
 /// Stripe's fixture set; the repository is /work/main and the reference folder /work/shared.
-pub const FIXTURES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stripe/fixtures3.json");
+// From the crate compiling it: `shared`, or `cli`, whose tests compile this support too.
+pub const FIXTURES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tests/data/stripe/fixtures3.json");
 
 /// Stripe's example object for a resource (`"customer"`, `"webhook_endpoint"`, `"deleted_customer"`, …):
 /// `resources.<name>` of the fixture file.
