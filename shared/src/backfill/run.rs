@@ -26,11 +26,14 @@ use crate::sync::{FiredSink, stripe};
 
 /// How long a runner holds a job after its last checkpoint; a crashed runner's job is free after it.
 pub const LEASE_SECONDS: i64 = 60;
-/// Customers whose objects are applied at once.
-const CONCURRENCY: usize = 16;
+/// Customers whose objects are applied at once: a whole page. Their writes share the embedded store's
+/// commits (group commit), so a page costs a few commits' latency, not a hundred.
+const CONCURRENCY: usize = list::PAGE_LIMIT as usize;
 /// Attempts at one object whose store or Stripe calls fail transiently, before the run gives up.
 const OBJECT_ATTEMPTS: u32 = 5;
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Pages listed ahead of the one being applied.
+const AHEAD: usize = 2;
 
 /// When a run stops: between pages, once the deadline (a Lambda's time limit) or the token (Ctrl-C)
 /// is reached. The job is left `Running`, its lease released, for the next run to resume.
@@ -248,48 +251,76 @@ impl Session<'_> {
                 continue;
             }
             let kind = job.stages[index].kind;
-            let mut pending = self.fetch(kind, job.stages[index].cursor.clone()).await?;
-            while let Some(listed) = pending.take() {
-                let next = listed.page.next_cursor();
-                let prefetch = async {
-                    match &next {
-                        Some(cursor) if !self.stop.reached() => self.fetch(kind, Some(cursor.clone())).await,
-                        _ => Ok(None),
+            // The fetcher lists pages at the request rate, up to `AHEAD` pages in front of the applier,
+            // so applying and checkpointing a page never holds the next request back.
+            let (pages, mut listed) = tokio::sync::mpsc::channel(AHEAD);
+            let fetcher = self.fetch_pages(kind, job.stages[index].cursor.clone(), pages);
+            let applier = async {
+                while let Some(page) = listed.recv().await {
+                    // `None`: the stop came while a rate limit was waited out.
+                    let Some(page) = page? else { return Ok::<(), BackfillError>(()) };
+                    self.checkpoint(job, index, page, version, progress).await?;
+                    if job.stages[index].done || self.stop.reached() {
+                        return Ok(());
                     }
-                };
-                let (applied, fetched) = tokio::join!(self.apply_page(kind, &listed), prefetch);
-                let applied = applied?;
-                let stage = &mut job.stages[index];
-                stage.objects += applied.objects;
-                stage.skipped += applied.skipped.len() as u64;
-                if let Some(last) = listed.page.data.last() {
-                    stage.cursor = last["id"].as_str().map(str::to_owned);
-                    stage.reached = objects::created(last).or(stage.reached);
                 }
-                stage.done = next.is_none();
-                let room = SKIPPED_KEPT.saturating_sub(job.skipped_ids.len());
-                job.skipped_ids.extend(applied.skipped.into_iter().take(room));
-                let now = now_epoch();
-                job.updated_at = now;
-                job.lease_until = now + LEASE_SECONDS;
-                *version = jobs::save(self.store, self.publication, job, Some(*version)).await.map_err(lease_lost)?;
-                progress(job);
-                if job.stages[index].done {
-                    break;
-                }
-                if self.stop.reached() {
-                    return Ok(());
-                }
-                pending = fetched?;
-                if pending.is_none() {
-                    // The stop came while waiting out a rate limit.
-                    return Ok(());
-                }
-            }
+                Ok(())
+            };
+            let ((), applied) = tokio::join!(fetcher, applier);
+            applied?;
             if !job.stages[index].done {
                 return Ok(());
             }
         }
+        Ok(())
+    }
+
+    /// Lists `kind` from `cursor` on, sending each page to the applier, until the last page, the stop,
+    /// a failure (sent too) or the applier hanging up.
+    async fn fetch_pages(
+        &self,
+        kind: ObjectKind,
+        mut cursor: Option<String>,
+        pages: tokio::sync::mpsc::Sender<Result<Option<Listed>, BackfillError>>,
+    ) {
+        loop {
+            let fetched = self.fetch(kind, cursor.clone()).await;
+            let next = match &fetched {
+                Ok(Some(listed)) => listed.page.next_cursor(),
+                _ => None,
+            };
+            if pages.send(fetched).await.is_err() || next.is_none() || self.stop.reached() {
+                return;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Applies a page of stage `index` and writes the stage's checkpoint after it.
+    async fn checkpoint(
+        &self,
+        job: &mut BackfillJob,
+        index: usize,
+        listed: Listed,
+        version: &mut u64,
+        progress: &(dyn Fn(&BackfillJob) + Sync),
+    ) -> Result<(), BackfillError> {
+        let applied = self.apply_page(job.stages[index].kind, &listed).await?;
+        let stage = &mut job.stages[index];
+        stage.objects += applied.objects;
+        stage.skipped += applied.skipped.len() as u64;
+        if let Some(last) = listed.page.data.last() {
+            stage.cursor = last["id"].as_str().map(str::to_owned);
+            stage.reached = objects::created(last).or(stage.reached);
+        }
+        stage.done = !listed.page.has_more;
+        let room = SKIPPED_KEPT.saturating_sub(job.skipped_ids.len());
+        job.skipped_ids.extend(applied.skipped.into_iter().take(room));
+        let now = now_epoch();
+        job.updated_at = now;
+        job.lease_until = now + LEASE_SECONDS;
+        *version = jobs::save(self.store, self.publication, job, Some(*version)).await.map_err(lease_lost)?;
+        progress(job);
         Ok(())
     }
 
