@@ -11,6 +11,7 @@ pub mod export;
 pub mod http;
 pub mod piano;
 pub mod queue;
+pub mod reconcile;
 pub mod runtime;
 pub mod store;
 pub mod stripe;
