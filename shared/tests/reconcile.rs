@@ -72,6 +72,9 @@ async fn a_backfilled_account_reconciles_and_tampering_is_named(store: Arc<dyn S
     let period = Period::parse(Some("2023-11-15"), Some("2023-11-15"), shared::store::now_epoch()).unwrap();
     let in_day = (0..n).filter(|&i| period.contains(Some(stripe_account::START + i as i64 * 600))).count() as i64;
     assert!(in_day > 0 && in_day < n as i64);
+    // A record from before profiles kept Stripe's creation time is dated by Stripe's listing.
+    assert!(period.contains(Some(stripe_account::START + 12 * 600)));
+    tamper(&world, "cus_bf00012", |c| c.stripe.profiles.get_mut("cus_bf00012").unwrap().state.created = None).await;
     let day = reconcile(&world, period).await;
     assert!(day.matches, "{}", day.table());
     assert_eq!(day.figures.customers, Figure { stripe: in_day, crm: in_day });

@@ -106,6 +106,7 @@ pub async fn run(
     let rate = NonZeroU32::new(list::default_rate(&account.secret_key)).unwrap_or(NonZeroU32::MIN);
     let api = Paced::new(stripe, rate);
     let theirs = sides::stripe(&api, &StripeAuth::from(&account), &period).await?;
-    let ours = sides::crm(store, publication, key).await?;
+    let mut ours = sides::crm(store, publication, key).await?;
+    ours.date_from(&theirs);
     Ok(Report::new(publication, key, period, &theirs, &ours))
 }

@@ -22,6 +22,24 @@ pub struct Sides {
     pub refunds: Side,
 }
 
+impl Sides {
+    /// Gives CRM objects that lack a creation time (records written before it was kept) the one Stripe
+    /// lists for them, so the period selects them as it selects Stripe's.
+    pub fn date_from(&mut self, stripe: &Sides) {
+        let pairs = [
+            (&mut self.customers, &stripe.customers),
+            (&mut self.subscriptions, &stripe.subscriptions),
+            (&mut self.invoices, &stripe.invoices),
+            (&mut self.refunds, &stripe.refunds),
+        ];
+        for (ours, theirs) in pairs {
+            for (id, summary) in ours.iter_mut().filter(|(_, s)| s.created.is_none()) {
+                summary.created = theirs.get(id).and_then(|s| s.created);
+            }
+        }
+    }
+}
+
 /// Records read per page.
 const RECORDS_PAGE: u32 = 200;
 
