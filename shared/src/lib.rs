@@ -5,6 +5,7 @@ pub mod api;
 pub mod automation;
 pub mod aws;
 pub mod backfill;
+pub mod catch_up;
 pub mod config;
 pub mod domain;
 pub mod export;
