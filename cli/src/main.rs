@@ -2,6 +2,7 @@
 
 mod account_args;
 mod backfill;
+mod catch_up;
 mod demo;
 mod dlq;
 mod export;
@@ -52,6 +53,10 @@ enum Command {
     /// Compares a Stripe account with the CRM for a period (customers, live subscriptions, paid
     /// invoices, refunds); exit code 1 when they differ.
     Reconcile(reconcile::Args),
+    /// Lists the Stripe events the CRM missed (since the last one applied, and those Stripe never
+    /// delivered) and has them applied: queued on SQS with `--dynamodb`, applied in this process on
+    /// the embedded store.
+    CatchUp(catch_up::Args),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +76,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
+        Command::CatchUp(args) => catch_up::run(args).await,
         Command::Reconcile(args) => return Ok(reconcile::run(args).await),
     };
     done.map(|()| ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //! code 0 and "match" while both sides agree; 1 and the id of a refund only Stripe has once one is
 //! added there (table and JSON); 2 for a period it cannot read.
 
+mod common;
 #[path = "../../shared/tests/support/mod.rs"]
 mod support;
 
@@ -15,13 +16,7 @@ use support::stripe_world::{World, refund};
 
 /// Runs `crm reconcile` with `extra` arguments against the fake Stripe at `base`.
 async fn reconcile(data_dir: &str, base: &str, extra: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_crm"));
-    command
-        .args(["reconcile", "--publication", "daily", "--account", "main", "--data-dir", data_dir])
-        .args(extra)
-        .env("CRM_STRIPE_API_BASE", base);
-    // Blocking wait off the runtime's threads: the fake Stripe answers from them meanwhile.
-    tokio::task::spawn_blocking(move || command.output().expect("run crm reconcile")).await.unwrap()
+    common::on_account("reconcile", data_dir, base, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
