@@ -1,14 +1,19 @@
 //! `crm`: the product in one process (`crm serve`) and the operator's commands.
 
+mod account_args;
 mod backfill;
+mod catch_up;
 mod demo;
 mod dlq;
 mod export;
+mod reconcile;
 mod replay;
 mod serve;
 mod sign;
 mod store_args;
 mod tables;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +50,13 @@ enum Command {
     Export(export::Args),
     /// Imports a Stripe account's history (resumable; progress per object type).
     Backfill(backfill::Args),
+    /// Compares a Stripe account with the CRM for a period (customers, live subscriptions, paid
+    /// invoices, refunds); exit code 1 when they differ.
+    Reconcile(reconcile::Args),
+    /// Lists the Stripe events the CRM missed (since the last one applied, and those Stripe never
+    /// delivered) and has them applied: queued on SQS with `--dynamodb`, applied in this process on
+    /// the embedded store.
+    CatchUp(catch_up::Args),
 }
 
 #[derive(Subcommand)]
@@ -54,9 +66,9 @@ enum StripeCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     shared::telemetry::init();
-    match Cli::parse().command {
+    let done = match Cli::parse().command {
         Command::Serve(args) => serve::run(args).await,
         Command::Tables { command } => tables::run(command).await,
         Command::Stripe { command: StripeCommand::Sign(args) } => sign::run(args),
@@ -64,5 +76,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
-    }
+        Command::CatchUp(args) => catch_up::run(args).await,
+        Command::Reconcile(args) => return Ok(reconcile::run(args).await),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

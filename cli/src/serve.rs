@@ -15,8 +15,6 @@ use shared::backfill::jobs::JobWorker;
 use shared::http::auth::AdminAuth;
 use shared::piano::client::HttpPiano;
 use shared::piano::forward::{ForwardWorker, Forwarder};
-use shared::queue::memory::MemoryQueue;
-use shared::queue::sqs::SqsQueue;
 use shared::queue::{EVENTS, FORWARD, JOBS, Queue, worker};
 use shared::stripe::client::HttpStripe;
 use shared::sync::worker::EventWorker;
@@ -64,15 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let token = admin_token(&data_dir)?;
     let store = args.store.open(None).await?;
-    let queue: Arc<dyn Queue> = if args.store.dynamodb {
-        let sdk = shared::aws::sdk_config().await;
-        let queue = SqsQueue::discover(aws_sdk_sqs::Client::new(&sdk), &args.queue_prefix, shared::queue::ALL)
-            .await
-            .context("finding the SQS queues (run `crm tables create` first?)")?;
-        Arc::new(queue)
-    } else {
-        Arc::new(MemoryQueue::new(shared::queue::ALL))
-    };
+    let queue = crate::store_args::open_queues(args.store.dynamodb, &args.queue_prefix).await?;
     let stripe = Arc::new(HttpStripe::from_env()?);
     let piano = Arc::new(HttpPiano::new());
     let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);

@@ -1,10 +1,13 @@
 //! The store flags every command that reads or writes records shares: the embedded store under
-//! `--data-dir`, or DynamoDB (`--dynamodb`, `--table`).
+//! `--data-dir`, or DynamoDB (`--dynamodb`, `--table`); and the queues that go with each.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use shared::queue::Queue;
+use shared::queue::memory::MemoryQueue;
+use shared::queue::sqs::SqsQueue;
 use shared::store::Store;
 use shared::store::dynamo::DynamoStore;
 use shared::store::embedded::EmbeddedStore;
@@ -40,4 +43,17 @@ impl StoreArgs {
             format!("opening {} (while `crm serve` runs on it, use its HTTP routes instead)", path.display())
         })?))
     }
+}
+
+/// The queues going with the store: SQS's `{prefix}-…` with `--dynamodb`, otherwise in-process ones
+/// (which live as long as this process).
+pub async fn open_queues(dynamodb: bool, prefix: &str) -> anyhow::Result<Arc<dyn Queue>> {
+    if !dynamodb {
+        return Ok(Arc::new(MemoryQueue::new(shared::queue::ALL)));
+    }
+    let sdk = shared::aws::sdk_config().await;
+    let queue = SqsQueue::discover(aws_sdk_sqs::Client::new(&sdk), prefix, shared::queue::ALL)
+        .await
+        .context("finding the SQS queues (run `crm tables create` first?)")?;
+    Ok(Arc::new(queue))
 }

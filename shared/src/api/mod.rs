@@ -2,6 +2,7 @@
 //! function's `main.rs` runs its own under lambda_http. Handlers only see the ports in `AppState`.
 
 pub mod backfill;
+pub mod catch_up;
 pub mod customer_edits;
 pub mod customers;
 pub mod exports;

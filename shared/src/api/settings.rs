@@ -1,5 +1,5 @@
 //! `settings-api`: publication settings (create/replace, read masked), publication keys, Stripe webhook
-//! endpoints, Piano's webhook URL and backfills.
+//! endpoints, Piano's webhook URL, backfills and catch-ups.
 //!
 //! The settings carry an `ETag` (their version); a PUT with `If-Match` replaces only that
 //! version, and every PUT is a conditional write, so concurrent edits never silently overwrite.
@@ -31,6 +31,10 @@ pub fn routes(state: AppState) -> Router {
         .route(
             "/admin/publications/{publication_id}/stripe-accounts/{account_key}/webhook-endpoint",
             post(super::stripe_accounts::connect_webhook),
+        )
+        .route(
+            "/admin/publications/{publication_id}/stripe-accounts/{account_key}/catch-up",
+            post(super::catch_up::start),
         )
         .route("/admin/publications/{publication_id}/piano/webhook", post(super::piano_registration::register_webhook))
         .route(

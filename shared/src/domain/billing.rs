@@ -217,6 +217,9 @@ pub struct ProfileState {
     /// The billing address's postal code (possible duplicates compare name and postcode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postcode: Option<String>,
+    /// When Stripe created the customer (reconciliation compares the customers created in a period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
     pub deleted: bool,
 }
 
@@ -348,6 +351,12 @@ fn item_mrr(item: &ItemState) -> Option<(Currency, i128)> {
     Some((currency, (2 * numerator + denominator) / (2 * denominator)))
 }
 
+/// A subscription that has neither ended nor still awaits its first payment: active, in trial, or
+/// behind on payments.
+pub fn is_live_status(status: &str) -> bool {
+    matches!(status, "active" | "trialing" | "past_due" | "unpaid")
+}
+
 impl SubscriptionState {
     /// Counts towards MRR: active or past due, not in trial (Stripe's definition).
     pub fn is_revenue(&self) -> bool {
@@ -355,7 +364,7 @@ impl SubscriptionState {
     }
 
     pub fn is_live(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "trialing" | "past_due" | "unpaid")
+        is_live_status(&self.status)
     }
 
     /// Monthly recurring revenue per currency (usually one), after discounts.

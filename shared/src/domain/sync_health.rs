@@ -243,7 +243,8 @@ fn judge_source(
             )),
             (Some(applied), _) if now - applied.at > CATCH_UP_AFTER_SECS => attention.push(format!(
                 "{name}: last event applied {} (over {} days ago): fetch what may have been missed with \
-                 `crm catch-up --publication {publication} --account {account}`",
+                 `crm catch-up --publication {publication} --account {account}` or \
+                 POST /admin/publications/{publication}/stripe-accounts/{account}/catch-up",
                 time(applied.at),
                 CATCH_UP_AFTER_SECS / DAY
             )),
@@ -330,7 +331,12 @@ mod tests {
         s.last_received = None;
         let v = judge(&[s], &[]);
         assert_eq!(v.status, Status::Attention);
-        assert!(v.actions[0].ends_with("`crm catch-up --publication daily --account books`"), "{:?}", v.actions);
+        assert!(v.actions[0].contains("`crm catch-up --publication daily --account books`"), "{:?}", v.actions);
+        assert!(
+            v.actions[0].ends_with("POST /admin/publications/daily/stripe-accounts/books/catch-up"),
+            "{:?}",
+            v.actions
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{Queue, Received};
+use super::{Queue, QueueError, Received};
 
 #[async_trait]
 pub trait BatchHandler: Send + Sync + 'static {
@@ -129,18 +129,38 @@ pub async fn run_with_backoff(
             }
         };
         let failed = handler.handle(&batch).await;
-        let (retry, done): (Vec<&Received>, Vec<&Received>) = batch.iter().partition(|m| failed.contains(&m.id));
-        let receipts: Vec<String> = done.iter().map(|m| m.receipt.clone()).collect();
-        if let Err(e) = queue.delete(name, &receipts).await {
-            tracing::warn!(queue = name, error = %e, "acknowledgement failed; messages will be redelivered");
-        }
-        for m in retry {
-            if let Err(e) = queue.retry_later(name, &m.receipt, backoff.delay(m.receive_count)).await {
-                tracing::warn!(queue = name, error = %e, "could not delay a failed message");
-            }
-        }
+        settle(queue.as_ref(), name, &batch, &failed, backoff).await;
     }
     tracing::info!(queue = name, "worker stopped");
+}
+
+/// Acknowledges a handled batch: what succeeded is deleted, what `failed` comes back after `backoff`.
+async fn settle(queue: &dyn Queue, name: &str, batch: &[Received], failed: &[String], backoff: Backoff) {
+    let (retry, done): (Vec<&Received>, Vec<&Received>) = batch.iter().partition(|m| failed.contains(&m.id));
+    let receipts: Vec<String> = done.iter().map(|m| m.receipt.clone()).collect();
+    if let Err(e) = queue.delete(name, &receipts).await {
+        tracing::warn!(queue = name, error = %e, "acknowledgement failed; messages will be redelivered");
+    }
+    for m in retry {
+        if let Err(e) = queue.retry_later(name, &m.receipt, backoff.delay(m.receive_count)).await {
+            tracing::warn!(queue = name, error = %e, "could not delay a failed message");
+        }
+    }
+}
+
+/// Handles messages of `name` until none is visible, a failed one again at once until the queue's
+/// redrive moves it to the dead-letter queue: a one-off run over an in-process queue (`crm catch-up`
+/// on the embedded store), where no worker polls.
+pub async fn drain(queue: &dyn Queue, name: &str, handler: &dyn BatchHandler) -> Result<(), QueueError> {
+    let at_once = Backoff { base: Duration::ZERO, max: Duration::ZERO };
+    loop {
+        let batch = queue.receive(name, 10, Duration::ZERO).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let failed = handler.handle(&batch).await;
+        settle(queue, name, &batch, &failed, at_once).await;
+    }
 }
 
 #[cfg(test)]

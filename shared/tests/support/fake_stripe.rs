@@ -30,8 +30,8 @@ use shared::stripe::client::HttpStripe;
 
 pub use form::pairs_to_json;
 
-/// Stripe's fixture set; the repository is /work/main and the reference folder /work/shared.
-// From the crate compiling it: `shared`, or `cli`, whose tests compile this support too.
+/// Stripe's fixture set; the repository is /work/main and the reference folder /work/shared. Named
+/// through the workspace so that the `crm` crate's tests, which include this support too, find it.
 pub const FIXTURES_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tests/data/stripe/fixtures3.json");
 
 /// Stripe's example object for a resource (`"customer"`, `"webhook_endpoint"`, `"deleted_customer"`, …):

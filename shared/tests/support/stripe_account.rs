@@ -3,9 +3,15 @@
 //! by `stripe_world`'s builders. Deterministic: customer `i` is the same in every run, and the helpers
 //! say what their record must show.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
 
-use super::stripe_world::{charge, customer, invoice, price, product, refund, subscription};
+use serde_json::{Value, json};
+use shared::backfill::{Runner, Stop};
+use shared::domain::ids::AccountKey;
+use shared::store::Store;
+use shared::store::repo::backfill::JobState;
+
+use super::stripe_world::{World, charge, customer, invoice, price, product, refund, subscription};
 
 /// The first customer's creation time; each next one is ten minutes later.
 pub const START: i64 = 1_700_000_000;
@@ -84,4 +90,16 @@ pub fn customer_objects(i: usize) -> Vec<Value> {
 /// The whole account: catalogue, then `n` customers' objects.
 pub fn objects(n: usize) -> Vec<Value> {
     catalogue().into_iter().chain((0..n).flat_map(customer_objects)).collect()
+}
+
+/// A publication whose main Stripe account holds `n` customers' history, backfilled into `store`.
+pub async fn backfilled_world(store: Arc<dyn Store>, n: usize) -> World {
+    let world = World::new(store.clone()).await;
+    world.stripe.put_objects(objects(n));
+    let runner = Runner::new(store, Arc::new(world.stripe.client()));
+    let account = AccountKey::parse("main").expect("account key");
+    runner.start(&world.publication, &account, Some(100)).await.expect("backfill starts");
+    let job = runner.run(&world.publication, &account, &Stop::never(), &|_| {}).await.expect("backfill runs");
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    world
 }

@@ -65,6 +65,19 @@ pub async fn claim(
     }
 }
 
+/// Whether the event was applied (or recorded as seen) already: a delivery now would be a duplicate.
+pub async fn completed(
+    store: &dyn Store,
+    publication: &PublicationId,
+    provider: &str,
+    event_id: &str,
+) -> Result<bool, StoreError> {
+    match store.get(&keys_of::event(publication, provider, event_id)).await? {
+        Some(item) => Ok(from_item::<LedgerDoc>(item)?.value.status == Status::Completed),
+        None => Ok(false),
+    }
+}
+
 /// The write that records an event as applied, for the transaction that applies it: it fails
 /// (and with it the whole transaction) when the event was applied before, so its effects happen once.
 pub fn applied(publication: &PublicationId, provider: &str, event_id: &str, now: i64) -> Result<WriteOp, StoreError> {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Versioned, from_item, keys_of, to_doc, values_all};
-use crate::domain::ids::PublicationId;
-use crate::domain::settings::PublicationSettings;
+use crate::domain::ids::{AccountKey, PublicationId};
+use crate::domain::settings::{PublicationSettings, StripeAccount};
 use crate::store::{Cond, Index, Item, Query, Store, StoreError, WriteOp};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,27 @@ pub struct StoredSettings {
 
 pub async fn get(store: &dyn Store, id: &PublicationId) -> Result<Option<Versioned<StoredSettings>>, StoreError> {
     store.get(&keys_of::settings(id)).await?.map(from_item).transpose()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("publication {0} is not configured")]
+    UnknownPublication(String),
+    #[error("publication has no Stripe account {0}")]
+    UnknownAccount(String),
+}
+
+/// The publication's Stripe account `key`, for jobs that read or replay a whole account.
+pub async fn stripe_account(
+    store: &dyn Store,
+    publication: &PublicationId,
+    key: &AccountKey,
+) -> Result<StripeAccount, AccountError> {
+    let stored =
+        get(store, publication).await?.ok_or_else(|| AccountError::UnknownPublication(publication.to_string()))?;
+    stored.value.settings.stripe_account(key).cloned().ok_or_else(|| AccountError::UnknownAccount(key.to_string()))
 }
 
 /// Creates (`expected` = None) or replaces the settings at version `expected`; answers the new version.

@@ -239,6 +239,7 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
                 email: None,
                 name: None,
                 postcode: None,
+                created: None,
                 deleted: false,
             };
             if let Some(c) = &fetched {

@@ -52,6 +52,7 @@ pub fn profile(account: &AccountKey, customer: &Customer) -> ProfileState {
         email: customer.email.clone().filter(|e| !e.is_empty()),
         name: customer.name.clone().filter(|n| !n.is_empty()),
         postcode: customer.address.as_ref().and_then(|a| a.postal_code.clone()).filter(|p| !p.trim().is_empty()),
+        created: customer.created,
         deleted: customer.deleted.unwrap_or(false),
     }
 }
