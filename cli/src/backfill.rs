@@ -7,11 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use shared::api::backfill::progress;
 use shared::backfill::{Runner, Stop};
-use shared::domain::ids::{AccountKey, PublicationId};
 use shared::domain::record::rfc3339;
 use shared::store::repo::backfill::{BackfillJob, JobState, ObjectKind};
 use shared::stripe::client::HttpStripe;
@@ -19,11 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    publication: String,
-    /// The Stripe account's key in the publication's settings.
-    #[arg(long)]
-    account: String,
+    #[command(flatten)]
+    account: crate::account_args::AccountArgs,
     /// Requests per second (1-100); by default 25 for test keys, 90 for live keys. Used when a new
     /// job starts; a running job keeps its own.
     #[arg(long)]
@@ -80,8 +75,7 @@ impl Bars {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let publication = PublicationId::parse(&args.publication).context("--publication is not a publication id")?;
-    let account = AccountKey::parse(&args.account).context("--account is not an account key")?;
+    let (publication, account) = args.account.parse()?;
     let store = args.store.open(None).await?;
     let runner = Runner::new(store, std::sync::Arc::new(HttpStripe::from_env()?));
     let (job, created) = runner.start(&publication, &account, args.rate).await?;
