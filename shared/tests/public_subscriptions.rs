@@ -196,6 +196,17 @@ async fn winback_now_changes_the_price() {
 }
 
 #[tokio::test]
+async fn an_oversized_winback_body_is_a_json_413() {
+    let site = Site::new().await;
+    let path = format!("/api/subscriptions/winback?token={}", site.token);
+    let huge = "x".repeat(shared::http::body::MAX_ADMIN_BODY);
+    let (status, _, body) =
+        site.call("POST", &path, Some(ORIGIN), Some(json!({"subscriptionId": "sub_R1", "newPriceId": huge}))).await;
+    assert_eq!((status, body), (StatusCode::PAYLOAD_TOO_LARGE, error("request body too large")));
+    assert!(site.stripe.requests().is_empty(), "refused before any call to Stripe");
+}
+
+#[tokio::test]
 async fn winback_at_period_end_schedules_the_new_price() {
     let site = Site::new().await;
     let path = format!("/api/subscriptions/winback?token={}", site.token);

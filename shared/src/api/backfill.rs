@@ -3,7 +3,7 @@
 //! `settings-api`; the `backfill` Lambda (or `crm serve`'s jobs worker) runs the slices.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,6 +16,7 @@ use crate::domain::ids::AccountKey;
 use crate::domain::record::rfc3339;
 use crate::http::ApiError;
 use crate::http::body::JsonBytes;
+use crate::http::extract::Path;
 use crate::store::repo::backfill::{self as stored, BackfillJob};
 
 #[derive(Deserialize)]

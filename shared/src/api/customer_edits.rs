@@ -5,7 +5,7 @@
 //! and the CRM never disagree for long and the events coming back change nothing.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
@@ -17,6 +17,7 @@ use crate::domain::ids::{AccountKey, CustomerId, Email, PublicationId};
 use crate::domain::record::{CustomerRecord, ProductNames};
 use crate::http::ApiError;
 use crate::http::body::JsonBytes;
+use crate::http::extract::Path;
 use crate::store::repo::customers::{self, CustomerWriteError};
 use crate::store::repo::publications;
 use crate::stripe::client::{Params, StripeAuth};

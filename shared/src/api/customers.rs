@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use serde::Deserialize;
@@ -21,6 +21,7 @@ use crate::domain::task::{TaskStatus, TaskView};
 use crate::http::ApiError;
 use crate::http::body::MAX_ADMIN_BODY;
 use crate::http::context::finish;
+use crate::http::extract::{Path, Query};
 use crate::store::repo::{activities, catalogue, customers, publications, tasks};
 use crate::store::{Cursor, StoreError};
 

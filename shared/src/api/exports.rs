@@ -2,7 +2,7 @@
 //! `customers-api`): the export streamed page by page (`crate::export`), with a file name to save.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use super::AppState;
 use super::settings::authorize;
 use crate::export::{Export, Format, Kind};
 use crate::http::ApiError;
+use crate::http::extract::{Path, Query};
 
 #[derive(Deserialize)]
 pub struct ExportQuery {

@@ -3,13 +3,14 @@
 //! Piano's webhook settings API, reads the settings back, and answers what Piano now holds.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::settings::authorize;
 use crate::http::ApiError;
+use crate::http::extract::Path;
 use crate::piano::client::{PianoError, base_for};
 use crate::store::repo::publications;
 

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, Method, header::CONTENT_TYPE};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use crate::domain::ids::PublicationId;
 use crate::http::ApiError;
 use crate::http::body::RawBody;
 use crate::http::context::{finish, record_publication};
+use crate::http::extract::Path;
 use crate::piano::forward::Replay;
 use crate::piano::webhook::{decrypt, event_type};
 use crate::queue::{EVENTS, FORWARD, OutMessage};

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use super::settings::authorize;
 use crate::domain::revenue::{Report, month_of, months_between};
 use crate::http::ApiError;
 use crate::http::context::finish;
+use crate::http::extract::{Path, Query};
 use crate::store::repo::revenue;
 
 /// The longest range a report covers.

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use crate::http::ApiError;
 use crate::http::auth::{Principal, issue_publication_key};
 use crate::http::body::{JsonBytes, MAX_ADMIN_BODY};
 use crate::http::context::{finish, record_publication};
+use crate::http::extract::Path;
 use crate::store::StoreError;
 use crate::store::repo::publications::{self, StoredSettings};
 

@@ -2,7 +2,7 @@
 //! points the account's Stripe webhook endpoint at this deployment and keeps its signing secret.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -12,6 +12,7 @@ use super::settings::authorize;
 use crate::domain::ids::{AccountKey, PublicationId};
 use crate::domain::secret::Secret;
 use crate::http::ApiError;
+use crate::http::extract::Path;
 use crate::store::StoreError;
 use crate::store::repo::publications;
 use crate::stripe::client::StripeAuth;

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use crate::domain::ids::{AccountKey, PublicationId};
 use crate::http::ApiError;
 use crate::http::body::RawBody;
 use crate::http::context::{finish, record_publication};
+use crate::http::extract::Path;
 use crate::queue::{EVENTS, OutMessage};
 use crate::stripe::event::Event;
 use crate::stripe::signature;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
@@ -16,6 +16,7 @@ use crate::domain::record::rfc3339;
 use crate::domain::settings::PublicationSettings;
 use crate::domain::sync_health::{self, DeadLetters, Facts, LastEvent, Source, SourceHealth};
 use crate::http::ApiError;
+use crate::http::extract::Path;
 use crate::queue::{EVENTS, FORWARD, Queue, QueueDef};
 use crate::store::now_epoch;
 use crate::store::repo::sync_stats::{self, Stage};

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, patch};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use crate::domain::ids::TaskId;
 use crate::domain::task::{TaskStatus, TaskView};
 use crate::http::ApiError;
 use crate::http::body::JsonBytes;
+use crate::http::extract::{Path, Query};
 use crate::store::repo::tasks;
 
 #[derive(Deserialize)]

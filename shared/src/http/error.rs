@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP statuses and `{"error": "..."}` bodies.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -122,5 +123,23 @@ impl From<SettingsError> for ApiError {
 impl From<ParseError> for ApiError {
     fn from(e: ParseError) -> Self {
         ApiError::BadRequest(e.0)
+    }
+}
+
+/// An extractor's refusal: the caller's mistake (its text says which parameter) unless axum calls it
+/// a server error (a route whose parameters do not fit its handler).
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    if status.is_client_error() { ApiError::BadRequest(text) } else { ApiError::Internal(text) }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        rejection(r.status(), r.body_text())
     }
 }

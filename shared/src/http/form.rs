@@ -24,9 +24,26 @@ fn hex(b: u8) -> Option<u8> {
 
 /// One form-encoded component, decoded; borrowed when it holds no `+` or `%`.
 pub fn decode(component: &str) -> Cow<'_, str> {
+    match decode_bytes(component) {
+        Cow::Borrowed(_) => Cow::Borrowed(component),
+        Cow::Owned(out) => Cow::Owned(match String::from_utf8(out) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }),
+    }
+}
+
+/// Whether every parameter of `text` is UTF-8 once decoded: `decode` (like axum's `Query`) would
+/// otherwise turn the bytes that are not into U+FFFD and let a mangled value through.
+pub fn is_utf8(text: &str) -> bool {
+    text.split('&').all(|pair| std::str::from_utf8(&decode_bytes(pair)).is_ok())
+}
+
+/// One component's bytes, decoded; borrowed when it holds no `+` or `%`.
+fn decode_bytes(component: &str) -> Cow<'_, [u8]> {
     let bytes = component.as_bytes();
     let Some(first) = bytes.iter().position(|&b| is_special(b)) else {
-        return Cow::Borrowed(component);
+        return Cow::Borrowed(bytes);
     };
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&bytes[..first]);
@@ -55,10 +72,7 @@ pub fn decode(component: &str) -> Cow<'_, str> {
             }
         }
     }
-    Cow::Owned(match String::from_utf8(out) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -96,6 +110,16 @@ mod tests {
         }
         assert_eq!(value(&format!("data={data}"), "data").unwrap(), data.replace("%7E", "~"));
         assert!(matches!(decode("plain-text_0.9~"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn tells_queries_that_do_not_decode_to_utf8() {
+        for text in ["", "a=1&b=caf%C3%A9", "email=x%40example.com&&limit=5", "a=%zz%", "k=caf\u{e9}", "a+b=c+d"] {
+            assert!(is_utf8(text), "{text}");
+        }
+        for text in ["email=%FF%FE", "a=1&status=%C0%AF", "cursor=%ED%A0%80", "%FF=key", "a=%C3"] {
+            assert!(!is_utf8(text), "{text}");
+        }
     }
 
     proptest! {

@@ -2,8 +2,7 @@
 //! account fields on the list); every Stripe write carries an Idempotency-Key tied to the request.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,7 +12,9 @@ use super::resolve::{self, Caller};
 use crate::api::AppState;
 use crate::domain::settings::{ChangeAt, StripeAccount};
 use crate::http::ApiError;
+use crate::http::body::RawBody;
 use crate::http::context::current_request_id;
+use crate::http::extract::Path;
 use crate::stripe::client::{Params, StripeAuth, StripeError};
 
 /// Stripe's list limit.
@@ -145,7 +146,7 @@ pub async fn winback(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let caller = resolve::caller(&state, &headers, query.as_deref()).await?;
     resolve::confirm_with_piano(&state, &caller).await?;

@@ -1,0 +1,100 @@
+//! The bad-input suite (docs/RELIABILITY.md, "Bad input"): the real `crm serve` binary, spoken to
+//! over raw HTTP/1.1, gets oversized bodies, deep JSON, invalid UTF-8, wrong content types, header
+//! injection, path traversal in every id, and every kind of key and token of one publication used
+//! against another. Each request must get a clear 4xx (a JSON `{"error": …}` body, except where the
+//! HTTP parser itself refuses the bytes), no answer may carry a secret or the other publication's data,
+//! and the server must keep answering after each group and never log a panic.
+//!
+//! "Nothing changed" is checked on the store itself, not through the API: the suite sets up two
+//! publications, stops the server (the redb file is locked while it runs), reads every item and index
+//! entry of the file, restarts the server over the same data directory, sends the barrage, stops it
+//! again and reads the file again. The two readings must be equal byte for byte, which covers every
+//! partition (settings, keys, customers, tasks, backfill jobs, receipts, revenue) without the suite
+//! having to know them; a new table in the file makes the reading fail rather than go unchecked.
+
+/// The groups of requests, one file each under `bad_input/`.
+mod bad_input {
+    pub mod admin;
+    pub mod bodies;
+    pub mod check;
+    pub mod client;
+    pub mod fixtures;
+    pub mod headers;
+    pub mod paths;
+    pub mod public;
+    pub mod server;
+    pub mod webhooks;
+}
+
+use std::collections::BTreeMap;
+
+use bad_input::check::Suite;
+use bad_input::server::{Server, snapshot};
+use bad_input::{admin, bodies, fixtures, headers, paths, public, webhooks};
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let (mut a, mut b) = (fixtures::alpha(), fixtures::bravo());
+
+    let setup = Server::start(&data, &log);
+    a.create(&setup.addr).await;
+    b.create(&setup.addr).await;
+    setup.stop();
+    let before = snapshot(&data);
+    for id in [&a.customer, &b.customer] {
+        assert!(before.keys().any(|k| k.contains(id.as_str())), "the store holds customer {id}: {:?}", before.keys());
+    }
+
+    let server = Server::start(&data, &log);
+    let mut secrets = a.secrets();
+    secrets.extend(b.secrets());
+    let mut suite = Suite::new(server.addr.clone(), secrets);
+    admin::cross_publication(&mut suite, &a, &b).await;
+    suite.alive("cross-publication access").await;
+    admin::parameters(&mut suite, &a, &b).await;
+    suite.alive("bad parameters").await;
+    bodies::oversized(&mut suite, &b).await;
+    suite.alive("oversized bodies").await;
+    bodies::deep_json(&mut suite, &b).await;
+    suite.alive("deep JSON").await;
+    bodies::invalid_utf8(&mut suite, &b).await;
+    suite.alive("invalid UTF-8").await;
+    bodies::content_types(&mut suite, &b).await;
+    suite.alive("wrong content types").await;
+    headers::injection(&mut suite, &a, &b).await;
+    suite.alive("header injection").await;
+    paths::traversal(&mut suite, &b).await;
+    suite.alive("path traversal").await;
+    webhooks::stripe(&mut suite, &a, &b).await;
+    webhooks::piano(&mut suite, &a, &b).await;
+    suite.alive("webhooks").await;
+    public::routes(&mut suite, &a, &b).await;
+    suite.alive("public routes").await;
+    let logged = server.log();
+    server.stop();
+
+    let (failures, tally) = suite.finish();
+    eprintln!("bad-input requests per category: {tally:#?}");
+    let changed = changes(&before, &snapshot(&data));
+    assert!(!logged.contains("panicked"), "crm serve panicked:\n{logged}");
+    assert!(failures.is_empty(), "{} bad answers:\n{}", failures.len(), failures.join("\n"));
+    assert!(tally.values().all(|n| *n > 0) && tally.len() == 10, "every category ran: {tally:?}");
+    assert_eq!(changed, Vec::<String>::new(), "the barrage changed the store");
+}
+
+/// The keys added, removed or changed between two readings of the store.
+fn changes(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (key, value) in after {
+        match before.get(key) {
+            None => changed.push(format!("added {key}: {}", String::from_utf8_lossy(value))),
+            Some(old) if old != value => changed.push(format!("changed {key}: {}", String::from_utf8_lossy(value))),
+            Some(_) => {}
+        }
+    }
+    changed.extend(before.keys().filter(|k| !after.contains_key(*k)).map(|k| format!("removed {k}")));
+    changed
+}

@@ -1,0 +1,121 @@
+//! The public subscription routes with bad callers: no or foreign Origin, no token, and tokens that
+//! must not pass (alg none, HS512, another publication's or a wrong secret, expired, no or another
+//! `aud`). Each gets the seed's exact message, and no CORS grant for an origin nobody configured.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use super::check::Suite;
+use super::client::Req;
+use super::fixtures::Publication;
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn signed(algorithm: Algorithm, claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("sign a test token")
+}
+
+/// A token with a header of our making and the given signature segment.
+fn forged(header: &Value, claims: &Value, signature: &str) -> String {
+    let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{signature}", part(header), part(claims))
+}
+
+/// (Origin, token, status, the seed's message) for each bad caller.
+fn callers(a: &Publication, b: &Publication) -> Vec<(Option<String>, Option<String>, u16, &'static str)> {
+    let claims = |aud: &str| json!({"aud": aud, "sub": "PNIunknownReader", "exp": now() + 600});
+    let live = claims(a.aid);
+    let hs256 = |c: &Value, secret: &str| signed(Algorithm::HS256, c, secret);
+    let valid_sig = hs256(&live, a.jwt_secret);
+    let signature = valid_sig.rsplit('.').next().unwrap_or_default().to_owned();
+    let (ao, bo) = (Some(a.origin.to_owned()), Some(b.origin.to_owned()));
+    let some = |t: String| Some(t);
+    vec![
+        (None, None, 400, "Origin not found."),
+        (None, some(valid_sig.clone()), 400, "Origin not found."),
+        (ao.clone(), None, 400, "Token not found."),
+        (ao.clone(), some("garbage".into()), 400, "Invalid token - no aud."),
+        (ao.clone(), some("a.b.c".into()), 400, "Invalid token - no aud."),
+        (
+            ao.clone(),
+            some(hs256(&json!({"sub": "PNIx", "exp": now() + 600}), a.jwt_secret)),
+            400,
+            "Invalid token - no aud.",
+        ),
+        (ao.clone(), some(format!("{}.{}", "e".repeat(9000), "x.y")), 400, "Invalid token - no aud."),
+        (ao.clone(), some(forged(&json!({"alg": "none", "typ": "JWT"}), &live, "")), 401, "Invalid token."),
+        (ao.clone(), some(forged(&json!({"alg": "none"}), &live, &signature)), 401, "Invalid token."),
+        (ao.clone(), some(forged(&json!({"alg": "hs256"}), &live, &signature)), 401, "Invalid token."),
+        (ao.clone(), some(forged(&json!({"alg": "HS256"}), &live, "")), 401, "Invalid token."),
+        (ao.clone(), some(signed(Algorithm::HS512, &live, a.jwt_secret)), 401, "Invalid token."),
+        (ao.clone(), some(signed(Algorithm::HS384, &live, a.jwt_secret)), 401, "Invalid token."),
+        (ao.clone(), some(hs256(&live, "a-wrong-secret-0123456789")), 401, "Invalid token."),
+        (ao.clone(), some(hs256(&live, b.jwt_secret)), 401, "Invalid token."),
+        (
+            ao.clone(),
+            some(hs256(&json!({"aud": a.aid, "sub": "PNIx", "exp": now() - 3600}), a.jwt_secret)),
+            401,
+            "Invalid token.",
+        ),
+        (ao.clone(), some(hs256(&json!({"aud": a.aid, "sub": "PNIx"}), a.jwt_secret)), 401, "Invalid token."),
+        (ao.clone(), some(hs256(&claims("UnknownAid9"), a.jwt_secret)), 400, "Publication not found."),
+        // A's audience from B's pages, and B's audience signed with A's secret.
+        (bo.clone(), some(valid_sig.clone()), 400, "Publication not found."),
+        (bo.clone(), some(hs256(&claims(b.aid), a.jwt_secret)), 401, "Invalid token."),
+        (
+            bo.clone(),
+            some(hs256(&json!({"aud": [b.aid], "sub": "PNIx", "exp": now() + 600}), a.jwt_secret)),
+            401,
+            "Invalid token.",
+        ),
+        (Some("https://evil.example".into()), some(valid_sig.clone()), 400, "Publication not found."),
+        (Some(format!("{}.evil.example", a.origin)), some(valid_sig.clone()), 400, "Publication not found."),
+        (Some("null".into()), some(valid_sig.clone()), 400, "Publication not found."),
+        (Some(format!("{}/path", a.origin)), some(valid_sig.clone()), 400, "Publication not found."),
+        // Everything right but the reader, whom A does not know.
+        (ao.clone(), some(valid_sig), 400, "Piano user not found."),
+    ]
+}
+
+pub async fn routes(suite: &mut Suite, a: &Publication, b: &Publication) {
+    let hidden = b.data();
+    for (origin, token, status, message) in callers(a, b) {
+        let query = token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
+        let winback = r#"{"subscriptionId": "sub_123", "newPriceId": "price_123"}"#;
+        for req in [
+            Req::new("GET", format!("/api/subscriptions{query}")),
+            Req::new("DELETE", format!("/api/subscriptions/sub_123{query}")),
+            Req::new("POST", format!("/api/subscriptions/winback{query}")).json(winback),
+        ] {
+            let req = match &origin {
+                Some(o) => req.header("Origin", o),
+                None => req,
+            };
+            let answer = suite.refused_hiding("public routes", req, &[status], &hidden).await;
+            if answer.error().as_deref() != Some(message) {
+                suite.fail(format!("public route answered {:?}, expected {message:?}", answer.body));
+            }
+            let granted = answer.header("access-control-allow-origin");
+            let configured = [a.origin, b.origin].map(Some);
+            if granted.is_some() && !configured.contains(&origin.as_deref()) {
+                suite.fail(format!("CORS granted to {origin:?}: {granted:?}"));
+            }
+        }
+    }
+    // Preflight from origins no publication serves pages from.
+    for origin in ["https://evil.example", "null", "https://www.alpha.example.evil.example"] {
+        for path in ["/api/subscriptions", "/api/subscriptions/sub_123", "/api/subscriptions/winback"] {
+            let preflight =
+                Req::new("OPTIONS", path).header("Origin", origin).header("Access-Control-Request-Method", "DELETE");
+            let answer = suite.refused("public routes", preflight, &[403]).await;
+            if answer.header("access-control-allow-origin").is_some() {
+                suite.fail(format!("preflight from {origin} was granted"));
+            }
+        }
+    }
+}
