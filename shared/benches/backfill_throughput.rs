@@ -2,7 +2,9 @@
 //! `CRM_BENCH_CUSTOMERS` customers (default 5,000: ~15,600 objects in fixture shapes, served over HTTP
 //! by the test suite's fake Stripe) imported into a fresh embedded store (or DynamoDB with
 //! `CRM_BENCH_STORE=dynamodb`) at each rate of `CRM_BENCH_RATES` (default `25,90`). Prints a Markdown
-//! table: objects/s against the ceiling of 100 objects per request at that rate.
+//! table: objects/s against the ceiling of 100 objects per request at that rate. Runs in one process
+//! share the machine with the stores and servers of the runs before them: `bench/backfill` runs each
+//! rate in a process of its own.
 //!
 //! Run: `bench/backfill` (release profile), or `cargo bench -p shared --bench backfill_throughput`.
 

@@ -246,53 +246,56 @@ impl Session<'_> {
         if job.history_from.is_none() {
             job.history_from = self.account_created().await;
         }
-        for index in 0..job.stages.len() {
-            if job.stages[index].done {
-                continue;
-            }
-            let kind = job.stages[index].kind;
-            // The fetcher lists pages at the request rate, up to `AHEAD` pages in front of the applier,
-            // so applying and checkpointing a page never holds the next request back.
-            let (pages, mut listed) = tokio::sync::mpsc::channel(AHEAD);
-            let fetcher = self.fetch_pages(kind, job.stages[index].cursor.clone(), pages);
-            let applier = async {
-                while let Some(page) = listed.recv().await {
-                    // `None`: the stop came while a rate limit was waited out.
-                    let Some(page) = page? else { return Ok::<(), BackfillError>(()) };
-                    self.checkpoint(job, index, page, version, progress).await?;
-                    if job.stages[index].done || self.stop.reached() {
-                        return Ok(());
-                    }
+        // The fetcher lists pages at the request rate, up to `AHEAD` pages in front of the applier and
+        // on into the next object type, so applying and checkpointing never hold a request back. The
+        // applier takes the pages in order: customers are in before their subscriptions are applied.
+        let stages: Vec<(usize, ObjectKind, Option<String>)> = job
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.done)
+            .map(|(index, s)| (index, s.kind, s.cursor.clone()))
+            .collect();
+        let (pages, mut listed) = tokio::sync::mpsc::channel(AHEAD);
+        let fetcher = self.fetch_pages(stages, pages);
+        let applier = async {
+            while let Some((index, page)) = listed.recv().await {
+                // `None`: the stop came while a rate limit was waited out.
+                let Some(page) = page? else { return Ok::<(), BackfillError>(()) };
+                self.checkpoint(job, index, page, version, progress).await?;
+                if self.stop.reached() {
+                    return Ok(());
                 }
-                Ok(())
-            };
-            let ((), applied) = tokio::join!(fetcher, applier);
-            applied?;
-            if !job.stages[index].done {
-                return Ok(());
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        let ((), applied) = tokio::join!(fetcher, applier);
+        applied
     }
 
-    /// Lists `kind` from `cursor` on, sending each page to the applier, until the last page, the stop,
-    /// a failure (sent too) or the applier hanging up.
+    /// Lists each stage from its cursor on, sending every page (with its stage's index) to the
+    /// applier, until the last page of the last stage, the stop, a failure (sent too) or the applier
+    /// hanging up.
     async fn fetch_pages(
         &self,
-        kind: ObjectKind,
-        mut cursor: Option<String>,
-        pages: tokio::sync::mpsc::Sender<Result<Option<Listed>, BackfillError>>,
+        stages: Vec<(usize, ObjectKind, Option<String>)>,
+        pages: tokio::sync::mpsc::Sender<(usize, Result<Option<Listed>, BackfillError>)>,
     ) {
-        loop {
-            let fetched = self.fetch(kind, cursor.clone()).await;
-            let next = match &fetched {
-                Ok(Some(listed)) => listed.page.next_cursor(),
-                _ => None,
-            };
-            if pages.send(fetched).await.is_err() || next.is_none() || self.stop.reached() {
-                return;
+        for (index, kind, mut cursor) in stages {
+            loop {
+                let fetched = self.fetch(kind, cursor.clone()).await;
+                let (last, next) = match &fetched {
+                    Ok(Some(listed)) => (false, listed.page.next_cursor()),
+                    _ => (true, None),
+                };
+                if pages.send((index, fetched)).await.is_err() || last || self.stop.reached() {
+                    return;
+                }
+                match next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
             }
-            cursor = next;
         }
     }
 

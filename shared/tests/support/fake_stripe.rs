@@ -133,6 +133,8 @@ struct State {
     objects: HashMap<String, Value>,
     /// Ids in creation order, for lists (newest first, like Stripe).
     order: Vec<String>,
+    /// The same per `object` type, so a list of one type does not walk every object of the account.
+    order_by_type: HashMap<String, Vec<String>>,
     requests: Vec<RecordedRequest>,
     failures: VecDeque<Failure>,
     path_failures: Vec<PathFailure>,
@@ -157,14 +159,25 @@ struct StoredAnswer {
 impl State {
     fn insert(&mut self, object: Value) {
         let id = object["id"].as_str().expect("object with an id").to_owned();
+        let kind = object["object"].as_str().unwrap_or_default().to_owned();
         if self.objects.insert(id.clone(), object).is_none() {
-            self.order.push(id);
+            self.order.push(id.clone());
+            self.order_by_type.entry(kind).or_default().push(id);
         }
     }
 
     fn remove(&mut self, id: &str) -> Option<Value> {
         self.order.retain(|known| known != id);
-        self.objects.remove(id)
+        let removed = self.objects.remove(id)?;
+        if let Some(ids) = self.order_by_type.get_mut(removed["object"].as_str().unwrap_or_default()) {
+            ids.retain(|known| known != id);
+        }
+        Some(removed)
+    }
+
+    /// The objects of one type, newest first.
+    fn newest_first(&self, object_type: &str) -> impl Iterator<Item = &Value> {
+        self.order_by_type.get(object_type).into_iter().flat_map(|ids| ids.iter().rev()).map(|id| &self.objects[id])
     }
 
     fn periodic_rate_limit(&mut self) -> Option<Failure> {

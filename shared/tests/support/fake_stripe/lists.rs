@@ -72,15 +72,8 @@ pub(super) fn list(state: &Inner, resource: &str, params: &Value) -> Answer {
                 delivered.to_string() == want
             })
     };
-    let mut all: Vec<&Value> = state
-        .order
-        .iter()
-        .rev()
-        .map(|id| &state.objects[id])
-        .filter(|o| o["object"] == object_type)
-        .filter(|o| matches(o))
-        .collect();
-    all.sort_by_key(|o| std::cmp::Reverse(o["created"].as_i64().unwrap_or(0)));
+    let mut all: Vec<&Value> = state.newest_first(object_type).filter(|o| matches(o)).collect();
+    all.sort_by_cached_key(|o| std::cmp::Reverse(o["created"].as_i64().unwrap_or(0)));
     let expand = expansions(params)?;
     let expandable = EXPANDABLE.iter().find(|(r, _)| *r == resource).map_or(&[][..], |(_, fields)| *fields);
     let (data, has_more) = page(all, params, limit, object_type)?;

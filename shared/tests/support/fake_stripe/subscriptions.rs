@@ -69,11 +69,7 @@ pub(super) fn list(state: &Inner, params: &Value) -> Answer {
 
     let ended = |s: &Value| s["status"] == "canceled" || s["status"] == "incomplete_expired";
     let mut subscriptions: Vec<&Value> = state
-        .order
-        .iter()
-        .rev()
-        .map(|id| &state.objects[id])
-        .filter(|s| s["object"] == "subscription")
+        .newest_first("subscription")
         .filter(|s| customer.is_none_or(|c| customer_id(s) == Some(c)))
         .filter(|s| price.is_none_or(|p| items(s).iter().any(|i| i["price"]["id"] == p)))
         .filter(|s| match status {
@@ -84,7 +80,7 @@ pub(super) fn list(state: &Inner, params: &Value) -> Answer {
         })
         .collect();
     // Newest first; among equal `created`, the last stored first (the sort is stable).
-    subscriptions.sort_by_key(|s| std::cmp::Reverse(s["created"].as_i64().unwrap_or(0)));
+    subscriptions.sort_by_cached_key(|s| std::cmp::Reverse(s["created"].as_i64().unwrap_or(0)));
 
     let (page, has_more) = page(subscriptions, params, limit, "subscription")?;
     let mut data = Vec::with_capacity(page.len());
