@@ -6,7 +6,6 @@
 //! endpoint, the queue or the worker thus loses nothing, as long as it is caught up within 30 days.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -127,7 +126,7 @@ pub async fn run(
     request: &Request,
     now: i64,
 ) -> Result<Report, CatchUpError> {
-    let account = publications::stripe_account(store, &request.publication, &request.account).await?;
+    let (_, account) = publications::stripe_account(store, &request.publication, &request.account).await?;
     let start = match request.since {
         Some(since) => since,
         None => last_applied(store, &request.publication, &request.account)
@@ -139,8 +138,7 @@ pub async fn run(
     for warning in &warnings {
         tracing::warn!(account = %request.account, "{warning}");
     }
-    let rate = NonZeroU32::new(list::default_rate(&account.secret_key)).unwrap_or(NonZeroU32::MIN);
-    let api = Paced::new(stripe, rate);
+    let api = Paced::for_key(stripe, &account.secret_key);
     let auth = StripeAuth::from(&account);
     let mut report = Report {
         since: rfc3339(start),

@@ -15,7 +15,7 @@ use crate::backfill::jobs::{self, JobMessage};
 use crate::domain::ids::AccountKey;
 use crate::domain::record::rfc3339;
 use crate::http::ApiError;
-use crate::http::body::JsonBytes;
+use crate::http::body::{JsonBytes, parse_json};
 use crate::http::extract::Path;
 use crate::store::repo::backfill::{self as stored, BackfillJob};
 
@@ -35,8 +35,7 @@ pub async fn start(
     JsonBytes(bytes): JsonBytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (_, publication) = authorize(&state, &headers, &raw_id).await?;
-    let wanted: Start =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+    let wanted: Start = parse_json(&bytes)?;
     let account = AccountKey::parse(&wanted.account)?;
     let runner = Runner::new(state.store.clone(), state.stripe.clone());
     let (job, created) = runner.start(&publication, &account, wanted.rate).await?;

@@ -9,23 +9,10 @@ use serde_json::Value;
 
 use super::AppState;
 use super::settings::authorize;
-use crate::catch_up::{self, CatchUpError, Request};
+use crate::catch_up::{self, Request};
 use crate::domain::ids::AccountKey;
 use crate::http::ApiError;
 use crate::http::form;
-use crate::store::repo::publications::AccountError;
-
-impl From<CatchUpError> for ApiError {
-    fn from(e: CatchUpError) -> Self {
-        match e {
-            CatchUpError::Store(e) | CatchUpError::Account(AccountError::Store(e)) => e.into(),
-            CatchUpError::Stripe(e) => e.into(),
-            CatchUpError::Account(_) => ApiError::NotFound(e.to_string()),
-            CatchUpError::NoStart(_) => ApiError::BadRequest(e.to_string()),
-            CatchUpError::Queue(_) => ApiError::Unavailable(e.to_string()),
-        }
-    }
-}
 
 pub async fn start(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ use crate::domain::customer::{Customer, Identity};
 use crate::domain::ids::{AccountKey, CustomerId, Email, PublicationId};
 use crate::domain::record::{CustomerRecord, ProductNames};
 use crate::http::ApiError;
-use crate::http::body::JsonBytes;
+use crate::http::body::{JsonBytes, parse_json};
 use crate::http::extract::Path;
 use crate::store::repo::customers::{self, CustomerWriteError};
 use crate::store::repo::publications;
@@ -42,10 +42,6 @@ struct CustomerChange {
     email: Option<String>,
     #[serde(default)]
     name: Option<String>,
-}
-
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
 }
 
 fn name_of(name: Option<String>) -> Result<Option<String>, ApiError> {
@@ -81,7 +77,7 @@ pub async fn create(
     JsonBytes(bytes): JsonBytes,
 ) -> Result<(StatusCode, Json<CustomerRecord>), ApiError> {
     let (_, publication) = authorize(&state, &headers, &raw_id).await?;
-    let wanted: NewCustomer = body(&bytes)?;
+    let wanted: NewCustomer = parse_json(&bytes)?;
     let email = Email::parse(&wanted.email)?;
     let now = crate::store::now_epoch();
     let mut customer = Customer::new(publication.clone(), now);
@@ -136,7 +132,7 @@ pub async fn update(
     let (_, publication) = authorize(&state, &headers, &raw_id).await?;
     let not_found = || ApiError::NotFound("customer not found".into());
     let id = CustomerId::parse(&raw_customer).map_err(|_| not_found())?;
-    let change: CustomerChange = body(&bytes)?;
+    let change: CustomerChange = parse_json(&bytes)?;
     let email = change.email.as_deref().map(Email::parse).transpose()?;
     let name = change.name.map(|n| name_of(Some(n))).transpose()?;
     if let Some(email) = &email {

@@ -15,7 +15,7 @@ use super::settings::authorize;
 use crate::domain::ids::TaskId;
 use crate::domain::task::{TaskStatus, TaskView};
 use crate::http::ApiError;
-use crate::http::body::JsonBytes;
+use crate::http::body::{JsonBytes, parse_json};
 use crate::http::extract::{Path, Query};
 use crate::store::repo::tasks;
 
@@ -69,8 +69,7 @@ async fn update(
     let (_, publication) = authorize(&state, &headers, &raw_id).await?;
     let not_found = || ApiError::NotFound("task not found".into());
     let id = TaskId::parse(&raw_task).map_err(|_| not_found())?;
-    let change: Change =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+    let change: Change = parse_json(&bytes)?;
     let wanted = status(&change.status)?;
     let now = crate::store::now_epoch();
     let task = tasks::set_status(state.store.as_ref(), &publication, &id, wanted, now).await?.ok_or_else(not_found)?;

@@ -26,10 +26,8 @@ pub enum BackfillError {
     BadMessage(String),
     #[error("applying a listed object: {0}")]
     Sync(#[from] SyncError),
-    #[error("publication {0} is not configured")]
-    UnknownPublication(String),
-    #[error("publication has no Stripe account {0}")]
-    UnknownAccount(String),
+    #[error(transparent)]
+    Account(#[from] crate::store::repo::publications::AccountError),
     #[error("no backfill was started for Stripe account {0}")]
     NotStarted(String),
     #[error("another runner holds this backfill until {until} (epoch seconds)")]

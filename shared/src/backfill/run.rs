@@ -115,21 +115,6 @@ impl Runner {
         Self { store, stripe, identities: IdentityCache::default() }
     }
 
-    async fn account(
-        &self,
-        publication: &PublicationId,
-        key: &AccountKey,
-    ) -> Result<(PublicationSettings, StripeAccount), BackfillError> {
-        let settings = publications::get(self.store.as_ref(), publication)
-            .await?
-            .ok_or_else(|| BackfillError::UnknownPublication(publication.to_string()))?
-            .value
-            .settings;
-        let account =
-            settings.stripe_account(key).ok_or_else(|| BackfillError::UnknownAccount(key.to_string()))?.clone();
-        Ok((settings, account))
-    }
-
     /// The account's job: the running one as it is, otherwise a new one (at `rate` requests per
     /// second, by default the key's: `list::default_rate`). Answers whether it created one.
     pub async fn start(
@@ -138,7 +123,7 @@ impl Runner {
         key: &AccountKey,
         rate: Option<u32>,
     ) -> Result<(BackfillJob, bool), BackfillError> {
-        let (_, account) = self.account(publication, key).await?;
+        let (_, account) = publications::stripe_account(self.store.as_ref(), publication, key).await?;
         let rate = rate.unwrap_or_else(|| list::default_rate(&account.secret_key));
         if !(1..=100).contains(&rate) {
             return Err(BackfillError::BadRate);
@@ -161,7 +146,7 @@ impl Runner {
         stop: &Stop,
         progress: &(dyn Fn(&BackfillJob) + Sync),
     ) -> Result<BackfillJob, BackfillError> {
-        let (settings, account) = self.account(publication, key).await?;
+        let (settings, account) = publications::stripe_account(self.store.as_ref(), publication, key).await?;
         let found = jobs::get(self.store.as_ref(), publication, key)
             .await?
             .ok_or_else(|| BackfillError::NotStarted(key.to_string()))?;

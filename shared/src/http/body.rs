@@ -32,6 +32,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     }
 }
 
+/// An admin route's JSON body as `T`; 400 naming what is wrong with it.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+}
+
 /// The request body exactly as sent (a signature covers these bytes), 413 past the route's limit.
 pub struct RawBody(pub Bytes);
 

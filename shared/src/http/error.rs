@@ -99,13 +99,37 @@ impl From<crate::stripe::client::StripeError> for ApiError {
     }
 }
 
+impl From<crate::store::repo::publications::AccountError> for ApiError {
+    fn from(e: crate::store::repo::publications::AccountError) -> Self {
+        use crate::store::repo::publications::AccountError as A;
+        match e {
+            A::Store(e) => e.into(),
+            A::UnknownPublication(_) | A::UnknownAccount(_) => ApiError::NotFound(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::catch_up::CatchUpError> for ApiError {
+    fn from(e: crate::catch_up::CatchUpError) -> Self {
+        use crate::catch_up::CatchUpError as C;
+        match e {
+            C::Store(e) => e.into(),
+            C::Account(e) => e.into(),
+            C::Stripe(e) => e.into(),
+            C::NoStart(_) => ApiError::BadRequest(e.to_string()),
+            C::Queue(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::backfill::BackfillError> for ApiError {
     fn from(e: crate::backfill::BackfillError) -> Self {
         use crate::backfill::BackfillError as B;
         match e {
             B::Store(e) => e.into(),
             B::Stripe(e) => e.into(),
-            B::UnknownPublication(_) | B::UnknownAccount(_) | B::NotStarted(_) => ApiError::NotFound(e.to_string()),
+            B::Account(e) => e.into(),
+            B::NotStarted(_) => ApiError::NotFound(e.to_string()),
             B::BadRate => ApiError::BadRequest(e.to_string()),
             B::Busy { .. } | B::LeaseLost => ApiError::Conflict(e.to_string()),
             B::Queue(_) => ApiError::Unavailable(e.to_string()),

@@ -17,7 +17,6 @@ mod compare;
 mod report;
 mod sides;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 pub use compare::{Difference, Figure, LISTED, Listed, Mismatches};
@@ -27,7 +26,7 @@ use crate::domain::ids::{AccountKey, PublicationId};
 use crate::store::Store;
 use crate::store::repo::publications::{self, AccountError};
 use crate::stripe::client::{Params, StripeApi, StripeAuth, StripeError};
-use crate::stripe::list::{self, Paced};
+use crate::stripe::list::Paced;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -102,9 +101,8 @@ pub async fn run(
     key: &AccountKey,
     period: Period,
 ) -> Result<Report, ReconcileError> {
-    let account = publications::stripe_account(store, publication, key).await?;
-    let rate = NonZeroU32::new(list::default_rate(&account.secret_key)).unwrap_or(NonZeroU32::MIN);
-    let api = Paced::new(stripe, rate);
+    let (_, account) = publications::stripe_account(store, publication, key).await?;
+    let api = Paced::for_key(stripe, &account.secret_key);
     let theirs = sides::stripe(&api, &StripeAuth::from(&account), &period).await?;
     let mut ours = sides::crm(store, publication, key).await?;
     ours.date_from(&theirs);

@@ -66,25 +66,6 @@ pub async fn page(
     Ok(Page { data, has_more: answer.get("has_more").and_then(Value::as_bool).unwrap_or(false) })
 }
 
-/// Every object of a list (for lists that stay small, or tests); jobs over a whole account go page by page.
-pub async fn all(
-    api: &dyn StripeApi,
-    auth: &StripeAuth,
-    path: &str,
-    filters: &Params,
-) -> Result<Vec<Value>, StripeError> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = page(api, auth, path, filters, cursor.as_deref()).await?;
-        cursor = page.next_cursor();
-        out.extend(page.data);
-        if cursor.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
 /// A `StripeApi` that waits before each call so that calls stay under `per_second`, evenly spaced
 /// (a GCRA limiter without bursts: Stripe counts requests per second, not per minute), shared by
 /// every task of a job.
@@ -99,6 +80,11 @@ impl Paced {
     pub fn new(inner: Arc<dyn StripeApi>, per_second: NonZeroU32) -> Self {
         let limiter = RateLimiter::direct(Quota::per_second(per_second).allow_burst(NonZeroU32::MIN));
         Self { inner, limiter, per_second, calls: AtomicU64::new(0) }
+    }
+
+    /// Paced at the default rate of `key` (`default_rate`).
+    pub fn for_key(inner: Arc<dyn StripeApi>, key: &Secret) -> Self {
+        Self::new(inner, NonZeroU32::new(default_rate(key)).unwrap_or(NonZeroU32::MIN))
     }
 
     /// Calls made through it.

@@ -33,15 +33,19 @@ pub enum AccountError {
     UnknownAccount(String),
 }
 
-/// The publication's Stripe account `key`, for jobs that read or replay a whole account.
+/// The publication's settings and its Stripe account `key`, for jobs that read or replay a whole account.
 pub async fn stripe_account(
     store: &dyn Store,
     publication: &PublicationId,
     key: &AccountKey,
-) -> Result<StripeAccount, AccountError> {
-    let stored =
-        get(store, publication).await?.ok_or_else(|| AccountError::UnknownPublication(publication.to_string()))?;
-    stored.value.settings.stripe_account(key).cloned().ok_or_else(|| AccountError::UnknownAccount(key.to_string()))
+) -> Result<(PublicationSettings, StripeAccount), AccountError> {
+    let settings = get(store, publication)
+        .await?
+        .ok_or_else(|| AccountError::UnknownPublication(publication.to_string()))?
+        .value
+        .settings;
+    let account = settings.stripe_account(key).cloned().ok_or_else(|| AccountError::UnknownAccount(key.to_string()))?;
+    Ok((settings, account))
 }
 
 /// Creates (`expected` = None) or replaces the settings at version `expected`; answers the new version.

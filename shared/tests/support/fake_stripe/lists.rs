@@ -1,12 +1,12 @@
 //! The fake's list routes besides subscriptions: `GET /v1/{customers|invoices|charges|refunds|products|
-//! prices|events}`, newest `created` first, with `limit`, `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`,
+//! prices|events|webhook_endpoints}`, newest `created` first, with `limit`, `starting_after`/`ending_before`, `created[gt|gte|lt|lte]`,
 //! `customer` (invoices, charges), `expand[]=data.…` (a refund's charge, …), and for events `type`, `types[]` and `delivery_success` (an event is
 //! undelivered while `pending_webhooks` > 0). `GET /v1/account` answers the fixture account.
 
 use serde_json::{Value, json};
 
 use super::routes::{Reply, invalid_param};
-use super::subscriptions::{Answer, expand_fields, expansions, only_supported, page};
+use super::subscriptions::{Answer, expand_fields, expansions, only_supported, page, page_limit};
 use super::{State as Inner, fixture};
 
 /// Fields each list expands (`expand[]=data.{field}`).
@@ -23,6 +23,7 @@ const LISTS: &[(&str, &str, &[&str], &[&str])] = &[
     ("products", "product", &["active"], &["ids", "shippable", "url"]),
     ("prices", "price", &["active", "product"], &["currency", "lookup_keys", "recurring", "type"]),
     ("events", "event", &["type", "types", "delivery_success"], &[]),
+    ("webhook_endpoints", "webhook_endpoint", &[], &[]),
 ];
 
 pub(super) fn is_list(resource: &str) -> bool {
@@ -44,13 +45,7 @@ pub(super) fn list(state: &Inner, resource: &str, params: &Value) -> Answer {
     let mut known = vec!["limit", "starting_after", "ending_before", "expand", "created"];
     known.extend_from_slice(filters);
     only_supported(params, &known, real)?;
-    let limit = match params.get("limit") {
-        None => 10,
-        Some(value) => match value.as_str().map(str::parse::<usize>) {
-            Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
-            _ => return Err((400, invalid_param("limit", "Invalid integer: limit must be between 1 and 100."))),
-        },
-    };
+    let limit = page_limit(params)?;
     let created = created_range(params)?;
     let matches = |o: &Value| -> bool {
         let field = |name: &str| params.get(name).and_then(Value::as_str);

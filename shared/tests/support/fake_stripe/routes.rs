@@ -127,7 +127,6 @@ pub(super) async fn handle(
 fn route(state: &mut Inner, method: &Method, path: &str, params: &Value) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
-        ("GET", ["v1", "webhook_endpoints"]) => list_webhook_endpoints(state, params),
         ("POST", ["v1", "webhook_endpoints"]) => create_webhook_endpoint(state, params),
         ("POST", ["v1", "webhook_endpoints", id]) => update_webhook_endpoint(state, id, params),
         ("DELETE", ["v1", "webhook_endpoints", id]) => delete_webhook_endpoint(state, id),
@@ -158,29 +157,6 @@ fn retrieve(state: &Inner, object_type: &str, id: &str) -> Reply {
         Some(object) => (200, object.clone()),
         None => no_such(object_type, id),
     }
-}
-
-fn list_webhook_endpoints(state: &Inner, params: &Value) -> Reply {
-    if let Err(reply) = only_known(params, &["limit", "starting_after", "ending_before", "expand"]) {
-        return reply;
-    }
-    let limit = match params.get("limit").and_then(Value::as_str).map(str::parse::<usize>) {
-        None => 10,
-        Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
-        Some(_) => return (400, invalid_param("limit", "Invalid integer: limit must be between 1 and 100.")),
-    };
-    // Newest first, like Stripe.
-    let mut endpoints: Vec<&Value> =
-        state.order.iter().rev().map(|id| &state.objects[id]).filter(|o| o["object"] == "webhook_endpoint").collect();
-    if let Some(after) = params.get("starting_after").and_then(Value::as_str) {
-        match endpoints.iter().position(|o| o["id"] == after) {
-            Some(i) => endpoints.drain(..=i).for_each(drop),
-            None => return no_such("webhook_endpoint", after),
-        }
-    }
-    let has_more = endpoints.len() > limit;
-    let data: Vec<Value> = endpoints.into_iter().take(limit).cloned().collect();
-    (200, json!({"object": "list", "data": data, "has_more": has_more, "url": "/v1/webhook_endpoints"}))
 }
 
 fn create_webhook_endpoint(state: &mut Inner, params: &Value) -> Reply {

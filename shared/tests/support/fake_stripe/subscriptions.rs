@@ -46,13 +46,7 @@ pub(super) fn list(state: &Inner, params: &Value) -> Answer {
     let real =
         ["automatic_tax", "collection_method", "created", "current_period_end", "current_period_start", "test_clock"];
     only_supported(params, &known, &real)?;
-    let limit = match params.get("limit") {
-        None => 10,
-        Some(value) => match value.as_str().map(str::parse::<usize>) {
-            Some(Ok(limit)) if (1..=100).contains(&limit) => limit,
-            _ => return Err((400, invalid_param("limit", "Invalid integer: limit must be between 1 and 100."))),
-        },
-    };
+    let limit = page_limit(params)?;
     let status = match params.get("status") {
         None => None,
         Some(value) => match value.as_str().filter(|s| STATUSES.contains(s)) {
@@ -421,6 +415,17 @@ pub(super) fn expand_fields(
         }
     }
     Ok(object)
+}
+
+/// A list's `limit`: 10 when absent, 1 to 100.
+pub(super) fn page_limit(params: &Value) -> Result<usize, Reply> {
+    match params.get("limit") {
+        None => Ok(10),
+        Some(value) => match value.as_str().map(str::parse::<usize>) {
+            Some(Ok(limit)) if (1..=100).contains(&limit) => Ok(limit),
+            _ => Err((400, invalid_param("limit", "Invalid integer: limit must be between 1 and 100."))),
+        },
+    }
 }
 
 /// A page of a list, newest first: `starting_after` / `ending_before` cursors and `limit`.
