@@ -74,10 +74,6 @@ impl Event {
         }
     }
 
-    pub fn is_backfilled(&self) -> bool {
-        self.kind.rsplit('.').next() == Some(BACKFILLED)
-    }
-
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
         let event: Event = serde_json::from_slice(body).map_err(|e| EventError::NotAnEvent(e.to_string()))?;
         if !event.data.object.is_object() {

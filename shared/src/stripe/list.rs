@@ -72,14 +72,13 @@ pub async fn page(
 pub struct Paced {
     inner: Arc<dyn StripeApi>,
     limiter: DefaultDirectRateLimiter,
-    per_second: NonZeroU32,
     calls: AtomicU64,
 }
 
 impl Paced {
     pub fn new(inner: Arc<dyn StripeApi>, per_second: NonZeroU32) -> Self {
         let limiter = RateLimiter::direct(Quota::per_second(per_second).allow_burst(NonZeroU32::MIN));
-        Self { inner, limiter, per_second, calls: AtomicU64::new(0) }
+        Self { inner, limiter, calls: AtomicU64::new(0) }
     }
 
     /// Paced at the default rate of `key` (`default_rate`).
@@ -95,10 +94,6 @@ impl Paced {
     async fn ready(&self) {
         self.limiter.until_ready().await;
         self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn per_second(&self) -> u32 {
-        self.per_second.get()
     }
 }
 
