@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shared::api::{self, ApiConfig, AppState};
-use shared::backfill::Runner;
-use shared::backfill::jobs::JobWorker;
 use shared::http::auth::AdminAuth;
+use shared::jobs::JobWorker;
 use shared::piano::client::HttpPiano;
 use shared::piano::forward::{ForwardWorker, Forwarder};
 use shared::queue::{EVENTS, FORWARD, JOBS, Queue, worker};
@@ -118,8 +117,8 @@ impl Workers {
         let allow_private =
             shared::config::optional("CRM_FORWARD_ALLOW_PRIVATE").ok().flatten().as_deref() != Some("0");
         let forwards = Arc::new(ForwardWorker::new(Arc::new(Forwarder::new(allow_private))));
-        let runner = Runner::new(state.store.clone(), state.stripe.clone());
-        let jobs = Arc::new(JobWorker::new(runner, state.queue.clone(), JOB_SLICE).with_shutdown(shutdown.clone()));
+        let jobs = JobWorker::new(state.store.clone(), state.stripe.clone(), state.queue.clone(), JOB_SLICE);
+        let jobs = Arc::new(jobs.with_shutdown(shutdown.clone()));
         let tasks = vec![
             tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, events, shutdown.clone())),
             tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())),

@@ -45,6 +45,30 @@ pub enum CatchUpError {
     NoStart(String),
 }
 
+impl CatchUpError {
+    /// Whether running the catch-up again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CatchUpError::Store(e) => e.is_transient(),
+            CatchUpError::Stripe(e) => e.is_transient(),
+            CatchUpError::Queue(_) => true,
+            CatchUpError::Account(_) | CatchUpError::NoStart(_) => false,
+        }
+    }
+}
+
+/// A gap at least this long between an account's consecutive applied events makes the webhook worker
+/// queue a catch-up of it. A quiet account's catch-up finds nothing, for four list requests.
+pub const AUTOMATIC_GAP_SECS: i64 = 3600;
+
+/// Where an automatic catch-up starts when the worker, at `now`, applies `latest` right after `previous`
+/// (both Stripe's `created`): only for a live event (a replay of old ones, or a backlog the queue
+/// kept through a worker outage, has no hole to fill) after a gap of `AUTOMATIC_GAP_SECS` or more.
+pub fn automatic_since(previous: i64, latest: i64, now: i64) -> Option<i64> {
+    let live = latest >= now - AUTOMATIC_GAP_SECS;
+    (live && latest - previous >= AUTOMATIC_GAP_SECS).then_some(previous - MARGIN_SECS)
+}
+
 /// What to catch up.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -224,6 +248,16 @@ mod tests {
             since: None,
             dry_run: false,
         }
+    }
+
+    #[test]
+    fn a_live_event_after_an_hour_of_silence_starts_a_catch_up_from_the_one_before() {
+        let now = 100 * 86_400;
+        assert_eq!(automatic_since(now - 7_200, now - 5, now), Some(now - 7_200 - MARGIN_SECS));
+        assert_eq!(automatic_since(now - 3_600, now, now), Some(now - 3_600 - MARGIN_SECS));
+        assert_eq!(automatic_since(now - 3_599, now, now), None, "under an hour: Stripe's own retries cover it");
+        assert_eq!(automatic_since(now - 9_000, now - 3_601, now), None, "not live: a backlog or a replay");
+        assert_eq!(automatic_since(now, now - 60, now), None, "an older event than the last applied");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod export;
 pub mod http;
+pub mod jobs;
 pub mod piano;
 pub mod queue;
 pub mod reconcile;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
-use shared::backfill::jobs::{self as jobs_queue, JobMessage, JobWorker};
 use shared::backfill::{BackfillError, Runner, Stop};
 use shared::domain::ids::{AccountKey, PublicationId};
+use shared::jobs::{self as jobs_queue, JobMessage, JobWorker};
 use shared::queue::JOBS;
 use shared::store::Store;
 use shared::store::repo::backfill::{self as jobs, BackfillJob, JobState, ObjectKind};
@@ -227,9 +227,9 @@ async fn newer_webhooks_win_over_the_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slices_queue_the_next_until_the_job_is_done() {
     let (world, _) = seeded_world(support::embedded_store().store, 300).await;
-    let runner = Runner::new(world.store.clone(), Arc::new(world.stripe.client()));
-    runner.start(&publication(), &main_account(), Some(100)).await.unwrap();
-    let worker = JobWorker::new(runner, world.state.queue.clone(), std::time::Duration::ZERO);
+    let stripe: Arc<dyn shared::stripe::client::StripeApi> = Arc::new(world.stripe.client());
+    Runner::new(world.store.clone(), stripe.clone()).start(&publication(), &main_account(), Some(100)).await.unwrap();
+    let worker = JobWorker::new(world.store.clone(), stripe, world.state.queue.clone(), std::time::Duration::ZERO);
     let message = JobMessage::Backfill { publication: publication(), account: main_account() };
     jobs_queue::enqueue(world.state.queue.as_ref(), &message, 0).await.unwrap();
     let mut slices = 0;

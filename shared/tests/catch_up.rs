@@ -1,17 +1,20 @@
 //! Issue 7's catch-up: after an outage, the events Stripe still holds from the last applied one on (less
 //! a margin) and those it never delivered are listed (only the types the CRM applies, twenty per
 //! request at most) and queued like webhooks; the worker applies exactly the missing ones, the ones the
-//! ledger holds are not queued again, and a gap near or past Stripe's 30 days is warned of.
+//! ledger holds are not queued again, and a gap near or past Stripe's 30 days is warned of. A gap the
+//! worker sees in an account's live events is caught up without anyone asking.
 
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::catch_up::{self, CatchUpError, MARGIN_SECS, Request};
 use shared::domain::ids::AccountKey;
+use shared::jobs::{JobMessage, JobWorker};
 use shared::queue::worker::{BatchHandler, drain};
-use shared::queue::{EVENTS, Received};
+use shared::queue::{EVENTS, JOBS, Received};
 use shared::store::Store;
 use shared::store::now_epoch;
 use shared::store::repo::sync_stats;
@@ -179,4 +182,62 @@ async fn old_gaps_are_warned_of_and_a_start_is_required(store: Arc<dyn Store>) {
     assert_eq!(support::send(&world.state, "POST", &path("main", "?since=yesterday"), None).await.0, 400);
 }
 
-for_each_store!(catch_up_applies_exactly_the_missed_events, old_gaps_are_warned_of_and_a_start_is_required);
+/// Sync health starts a catch-up itself: when a live event follows the account's previous applied one
+/// after an hour or more, the worker queues a catch-up of the gap on the jobs queue, and the jobs worker
+/// (the `backfill` Lambda, `crm serve`) lists and queues what was missed.
+async fn a_gap_in_live_events_is_caught_up_automatically(store: Arc<dyn Store>) {
+    let world = World::new(store).await;
+    let now = now_epoch();
+    let reader = customer("cus_gap", "gap@example.com", "Gap Reader");
+    let price = support::stripe_world::price("price_gap", "prod_gap", 1_500, "month");
+    let sub = subscription("sub_gap", "cus_gap", "active", price, now - 3 * 3_600, (now - 3 * 3_600, now + 86_400));
+    let paid = invoice("in_gap", "cus_gap", "sub_gap", "paid", 1_500, now - 2 * 3_600);
+    world.stripe.put_objects([reader.clone(), sub.clone(), paid.clone()]);
+    let before = listed("evt_gap_sub", "customer.subscription.created", now - 3 * 3_600, sub, 0);
+    let created = listed("evt_gap_cus", "customer.created", now - 3 * 3_600 - 10, reader.clone(), 0);
+    let missed = listed("evt_gap_paid", "invoice.paid", now - 2 * 3_600, paid, 1);
+    let mut renamed = reader.clone();
+    renamed["name"] = json!("Gap Reader Jr");
+    let live = listed("evt_gap_live", "customer.updated", now - 5, renamed.clone(), 0);
+    renamed["name"] = json!("Gap Reader III");
+    let next = listed("evt_gap_next", "customer.updated", now - 2, renamed, 0);
+    world.stripe.put_objects([created.clone(), before.clone(), missed, live.clone(), next.clone()]);
+    let jobs_waiting = || async { world.state.queue.depth(JOBS.name).await.unwrap() };
+
+    apply_through_worker(&world, &[&created, &before]).await;
+    assert_eq!(jobs_waiting().await, 0, "no previous event: nothing to catch up");
+    apply_through_worker(&world, &[&live]).await;
+    let batch = world.state.queue.receive(JOBS.name, 10, Duration::ZERO).await.unwrap();
+    let queued: Vec<JobMessage> = batch.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
+    let since = now - 3 * 3_600 - MARGIN_SECS;
+    assert_eq!(
+        queued,
+        [JobMessage::CatchUp {
+            publication: world.publication.clone(),
+            account: AccountKey::parse("main").unwrap(),
+            since
+        }]
+    );
+    apply_through_worker(&world, &[&next]).await;
+    assert_eq!(jobs_waiting().await, 0, "three seconds after the last one: no gap");
+
+    let jobs =
+        JobWorker::new(world.store.clone(), Arc::new(world.stripe.client()), world.state.queue.clone(), Duration::ZERO);
+    assert!(jobs.handle(&batch).await.is_empty(), "the catch-up ran");
+    assert_eq!(world.state.queue.depth(EVENTS.name).await.unwrap(), 1, "only the missed payment was queued");
+    drain(world.state.queue.as_ref(), EVENTS.name, &world.worker).await.unwrap();
+    let record = world.record("gap@example.com").await;
+    assert_eq!(
+        (record["invoices"][0]["id"].as_str(), record["name"].as_str()),
+        (Some("in_gap"), Some("Gap Reader III"))
+    );
+    assert_eq!(jobs_waiting().await, 0, "the caught-up event is not live: no second catch-up");
+    let requests: Vec<_> = world.stripe.requests().into_iter().filter(|r| r.path == "/v1/events").collect();
+    assert!(requests.iter().any(|r| r.param("created[gte]") == Some(since.to_string().as_str())), "{requests:?}");
+}
+
+for_each_store!(
+    catch_up_applies_exactly_the_missed_events,
+    old_gaps_are_warned_of_and_a_start_is_required,
+    a_gap_in_live_events_is_caught_up_automatically
+);

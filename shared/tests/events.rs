@@ -222,7 +222,7 @@ fn the_readme_example_is_valid_settings() {
 
 /// The backfill samples: the settings-api POST queues a slice whose message is the `backfill`
 /// function's SQS sample; that sample, run as the function runs it, imports the account; the GET
-/// sample reports the job done.
+/// sample reports the job done; the catch-up sample lists the account's events.
 #[tokio::test]
 async fn backfill_samples_start_run_and_report_a_job() {
     let store = support::embedded_store();
@@ -242,8 +242,12 @@ async fn backfill_samples_start_run_and_report_a_job() {
     assert_eq!(queued.len(), 1);
     assert_eq!(body(&queued[0].body), body(&batch[0].body), "the sample is the message the route queues");
 
-    let runner = shared::backfill::Runner::new(state.store.clone(), state.stripe.clone());
-    let worker = shared::backfill::jobs::JobWorker::new(runner, state.queue.clone(), std::time::Duration::ZERO);
+    let worker = shared::jobs::JobWorker::new(
+        state.store.clone(),
+        state.stripe.clone(),
+        state.queue.clone(),
+        std::time::Duration::ZERO,
+    );
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     assert!(worker.handle_until(&batch, deadline).await.is_empty(), "the slice succeeded");
     let (status, report) = invoke("settings-api", "get-backfill.json", state.clone()).await;
@@ -254,4 +258,12 @@ async fn backfill_samples_start_run_and_report_a_job() {
     assert_eq!((customers["objects"].as_u64(), customers["progress"].as_f64()), (Some(3), Some(1.0)));
     let next = state.queue.receive(shared::queue::JOBS.name, 10, std::time::Duration::ZERO).await.unwrap();
     assert!(next.is_empty(), "a finished job queues no further slice");
+
+    // The catch-up webhook-worker queues on a gap: the job lists the account's events.
+    let sqs: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&sample("backfill", "sqs-catch-up.json")).expect("an SQS event");
+    stripe.clear_requests();
+    assert!(worker.handle_until(&shared::queue::worker::received(sqs), deadline).await.is_empty(), "the catch-up ran");
+    let listed = stripe.requests().into_iter().filter(|r| r.path == "/v1/events").count();
+    assert!(listed >= 2, "recent and undelivered events were listed: {listed}");
 }

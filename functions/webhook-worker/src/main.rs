@@ -1,5 +1,6 @@
 //! Lambda `webhook-worker`: the events queue's consumer, answering SQS partial batch responses; runs
-//! the automations events fire (notifications go to the forward queue).
+//! the automations events fire (notifications go to the forward queue) and queues a catch-up when an
+//! account's events show a gap (the jobs queue).
 
 use std::sync::Arc;
 
@@ -10,8 +11,9 @@ use shared::sync::worker::EventWorker;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
-    // Automations queue their notifications on the forward queue.
-    let needs = shared::runtime::Needs { queues: &[shared::queue::FORWARD], ..Default::default() };
+    // Automations queue their notifications on the forward queue; gaps in an account's events queue
+    // their catch-up on the jobs queue.
+    let needs = shared::runtime::Needs { queues: &[shared::queue::FORWARD, shared::queue::JOBS], ..Default::default() };
     let state = shared::runtime::aws_state(needs).await?;
     let worker = Arc::new(EventWorker::for_state(&state));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {

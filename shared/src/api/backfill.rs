@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::settings::authorize;
 use crate::backfill::Runner;
-use crate::backfill::jobs::{self, JobMessage};
 use crate::domain::ids::AccountKey;
 use crate::domain::record::rfc3339;
 use crate::http::ApiError;
 use crate::http::body::{JsonBytes, parse_json};
 use crate::http::extract::Path;
+use crate::jobs::{self, JobMessage};
 use crate::store::repo::backfill::{self as stored, BackfillJob};
 
 #[derive(Deserialize)]

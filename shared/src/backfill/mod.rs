@@ -4,7 +4,6 @@
 //! type after every page, a request rate it keeps under, and a lease so one runner advances a job.
 //! `crm backfill`, the `backfill` Lambda (the jobs queue) and `crm serve` all run `Runner`.
 
-pub mod jobs;
 pub mod objects;
 pub mod run;
 
@@ -22,8 +21,6 @@ pub enum BackfillError {
     Stripe(#[from] StripeError),
     #[error("jobs queue: {0}")]
     Queue(#[from] crate::queue::QueueError),
-    #[error("unreadable job message: {0}")]
-    BadMessage(String),
     #[error("applying a listed object: {0}")]
     Sync(#[from] SyncError),
     #[error(transparent)]

@@ -133,7 +133,7 @@ impl From<crate::backfill::BackfillError> for ApiError {
             B::BadRate => ApiError::BadRequest(e.to_string()),
             B::Busy { .. } | B::LeaseLost => ApiError::Conflict(e.to_string()),
             B::Queue(_) => ApiError::Unavailable(e.to_string()),
-            B::BadMessage(_) | B::Sync(_) => ApiError::Internal(e.to_string()),
+            B::Sync(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

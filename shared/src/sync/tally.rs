@@ -1,14 +1,19 @@
 //! The worker's sync figures for one batch: outcomes counted per (publication, provider, account) while
 //! the batch's messages are processed, then written once per source for the whole batch
 //! (`repo::sync_stats`), so sync health costs a batch a read and a write per source, not per event.
+//! When a batch's latest Stripe event follows the account's previous one after a gap, it queues a
+//! catch-up of the gap on the jobs queue (`catch_up::automatic_since`).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::envelope::{Header, Provider};
 use super::{Outcome, ROUNDS, contention_pause};
+use crate::catch_up;
 use crate::domain::ids::PublicationId;
 use crate::domain::sync_health::{Counts, LastEvent, Source};
+use crate::jobs::{self, JobMessage};
+use crate::queue::Queue;
 use crate::store::repo::sync_stats::{self, Addition};
 use crate::store::{Store, StoreError};
 
@@ -61,17 +66,44 @@ impl BatchTally {
         }
     }
 
-    /// Writes the batch's figures, one source at a time. A failure is logged and the figures lost: they
-    /// must never make a batch whose events were applied be retried.
-    pub async fn flush(self, store: &dyn Store, now: i64) {
+    /// Writes the batch's figures, one source at a time, and queues the catch-ups of gaps on `jobs`
+    /// (none without it). A failure is logged and the figures lost: they must never make a batch whose
+    /// events were applied be retried.
+    pub async fn flush(self, store: &dyn Store, jobs: Option<&dyn Queue>, now: i64) {
         let entries = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
         for ((publication, source), entry) in entries {
             let addition = Addition { source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
-            if let Err(e) = add_retrying(store, &publication, &addition).await {
-                tracing::warn!(error = %e, %publication, provider = %source.provider, "sync figures not recorded");
+            match add_retrying(store, &publication, &addition).await {
+                Ok(replaced) => {
+                    let gap = catch_up_of_gap(&publication, &source, replaced.as_ref(), entry.applied.as_ref(), now);
+                    if let (Some(message), Some(queue)) = (gap, jobs) {
+                        tracing::warn!(?message, "gap in the account's applied events: catch-up queued");
+                        if let Err(e) = jobs::enqueue(queue, &message, 0).await {
+                            tracing::error!(error = %e, ?message, "catch-up not queued: run `crm catch-up`");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %publication, provider = %source.provider, "sync figures not recorded")
+                }
             }
         }
     }
+}
+
+/// The catch-up a batch's latest applied event asks for, after the one it replaced as last applied.
+fn catch_up_of_gap(
+    publication: &PublicationId,
+    source: &Source,
+    previous: Option<&LastEvent>,
+    latest: Option<&LastEvent>,
+    now: i64,
+) -> Option<JobMessage> {
+    // Piano has no event list to catch up from.
+    let account = source.account.as_deref().filter(|_| source.provider == "stripe")?;
+    let since = catch_up::automatic_since(previous?.event_at?, latest?.event_at?, now)?;
+    let account = crate::domain::ids::AccountKey::parse(account).ok()?;
+    Some(JobMessage::CatchUp { publication: publication.clone(), account, since })
 }
 
 /// `sync_stats::add`, again after a conflict with another worker's batch.
@@ -79,7 +111,7 @@ async fn add_retrying(
     store: &dyn Store,
     publication: &PublicationId,
     addition: &Addition<'_>,
-) -> Result<(), StoreError> {
+) -> Result<Option<LastEvent>, StoreError> {
     let mut round = 0;
     loop {
         match sync_stats::add(store, publication, addition).await {

@@ -55,7 +55,8 @@ impl EventWorker {
         self
     }
 
-    /// The queue automations send notifications to (the forward queue's owner).
+    /// The queue automations send notifications to (the forward queue's owner), and gaps in an account's
+    /// events their catch-up (the jobs queue's).
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
         self
@@ -212,7 +213,7 @@ impl BatchHandler for EventWorker {
     async fn handle(&self, batch: &[Received]) -> Vec<String> {
         let tally = BatchTally::default();
         let failed = each_concurrently(batch, |m| self.process_logged(m, &tally)).await;
-        tally.flush(self.store.as_ref(), crate::store::now_epoch()).await;
+        tally.flush(self.store.as_ref(), self.queue.as_deref(), crate::store::now_epoch()).await;
         failed
     }
 }

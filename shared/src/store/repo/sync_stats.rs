@@ -73,9 +73,14 @@ pub struct Addition<'a> {
     pub now: i64,
 }
 
-/// Adds `addition` with a conditional read-modify-write. `ConditionFailed` means another worker wrote
-/// one of the items meanwhile: call again (it reads them anew).
-pub async fn add(store: &dyn Store, publication: &PublicationId, addition: &Addition<'_>) -> Result<(), StoreError> {
+/// Adds `addition` with a conditional read-modify-write; answers the last-applied event it replaced (when
+/// there was one and `addition`'s is later). `ConditionFailed` means another worker wrote one of the
+/// items meanwhile: call again (it reads them anew).
+pub async fn add(
+    store: &dyn Store,
+    publication: &PublicationId,
+    addition: &Addition<'_>,
+) -> Result<Option<LastEvent>, StoreError> {
     let hour = hour_of(addition.now);
     let bucket_key = bucket_key(publication, addition.source, hour);
     let marker_key = marker_key(publication, addition.source, Stage::Applied);
@@ -96,15 +101,19 @@ pub async fn add(store: &dyn Store, publication: &PublicationId, addition: &Addi
     let doc = Bucket { source: addition.source.clone(), hour, counts, processed_at: held_at.max(finished) };
     let item = Item::new(bucket_key, to_doc(&doc)?).with_version(version).expiring_at(hour + BUCKET_TTL_SECS);
     ops.push(WriteOp::put(item, cond));
+    let mut replaced = None;
     if let Some(last) = addition.applied {
         let held = marker.map(from_item::<Marker>).transpose()?;
         if held.as_ref().is_none_or(|h| h.value.last.at <= last.at) {
-            let (cond, version) = held.map_or((Cond::NotExists, 1), |h| (Cond::Version(h.version), h.version + 1));
+            let (cond, version) =
+                held.as_ref().map_or((Cond::NotExists, 1), |h| (Cond::Version(h.version), h.version + 1));
             let doc = Marker { source: addition.source.clone(), stage: Stage::Applied, last: last.clone() };
             ops.push(WriteOp::put(Item::new(marker_key, to_doc(&doc)?).with_version(version), cond));
+            replaced = held.map(|h| h.value.last);
         }
     }
-    store.write(ops).await
+    store.write(ops).await?;
+    Ok(replaced)
 }
 
 /// Records the last event received from `source` (last writer wins: receipts are seconds apart).
