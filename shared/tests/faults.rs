@@ -19,6 +19,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use shared::api::AppState;
+use shared::domain::ids::AccountKey;
 use shared::domain::secret::Secret;
 use shared::queue::worker::{Backoff, BatchHandler, run_with_backoff};
 use shared::queue::{EVENTS, QueueDef, Received};
@@ -26,7 +27,7 @@ use shared::store::Store;
 use shared::store::now_epoch;
 use shared::store::repo::ledger;
 use shared::stripe::signature::sign;
-use shared::sync::envelope::{self, Provider};
+use shared::sync::envelope::{self, Header, Provider};
 use shared::sync::worker::EventWorker;
 use support::fault_proxy::{Fault, FaultProxy, OpStats, Rule};
 use support::stripe_world::{self as w, PUBLICATION, World};
@@ -39,8 +40,6 @@ const PIANO_KEY: &str = "piano-private-key-of-the-daily-0123456789";
 /// A failed message is retried at once: the faults are what is tested, not the backoff.
 const AT_ONCE: Backoff = Backoff { base: Duration::ZERO, max: Duration::ZERO };
 
-/// Every DynamoDB operation the product calls.
-const DYNAMODB: &[&str] = &["GetItem", "Query", "PutItem", "DeleteItem", "TransactWriteItems"];
 const DYNAMODB_WRITES: &[&str] = &["PutItem", "DeleteItem", "TransactWriteItems"];
 
 /// One Stripe customer of a stream: what Stripe sends about them, what their record must show.
@@ -79,8 +78,20 @@ impl Reader {
             w::event(&id("subscribed"), "customer.subscription.created", t + 1, sub, None),
             w::event(&id("paid1"), "invoice.paid", t + 2, paid(1), None),
             w::event(&id("paid2"), "invoice.paid", t + 3, paid(2), None),
-            w::event(&id("renamed"), "customer.updated", t + 4, profile.clone(), Some(json!({"name": format!("Reader {i}")}))),
-            w::event(&id("intent"), "payment_intent.created", t + 5, json!({"id": id("pi"), "object": "payment_intent"}), None),
+            w::event(
+                &id("renamed"),
+                "customer.updated",
+                t + 4,
+                profile.clone(),
+                Some(json!({"name": format!("Reader {i}")})),
+            ),
+            w::event(
+                &id("intent"),
+                "payment_intent.created",
+                t + 5,
+                json!({"id": id("pi"), "object": "payment_intent"}),
+                None,
+            ),
         ];
         Reader { stripe_id, email, name, amount, profile, events }
     }
@@ -128,7 +139,8 @@ async fn post_stripe(state: &AppState, event: &Value) -> StatusCode {
 /// One delivery attempt of a Piano event (its encrypted `data`, the same on every attempt).
 async fn get_piano(state: &AppState, data: &str) -> StatusCode {
     let data: String = url::form_urlencoded::byte_serialize(data.as_bytes()).collect();
-    let request = Request::get(format!("/webhooks/piano/{PUBLICATION}?data={data}")).body(Body::empty()).expect("request");
+    let request =
+        Request::get(format!("/webhooks/piano/{PUBLICATION}?data={data}")).body(Body::empty()).expect("request");
     call(state, "piano-webhook", request).await
 }
 
@@ -141,20 +153,28 @@ struct Deliveries {
     accepted: u64,
 }
 
-/// Delivers each event as Stripe does: again after every answer that is not 2xx, until accepted.
+/// Delivers the events at once, each as Stripe does: again after every answer that is not 2xx, until
+/// accepted.
 async fn deliver_all(state: &AppState, events: &[Value], deadline: Instant, tally: &mut Deliveries) {
-    for event in events {
-        loop {
-            let status = post_stripe(state, event).await;
-            tally.attempts += 1;
-            if status.is_success() {
-                tally.accepted += 1;
-                break;
-            }
-            assert!(status.is_server_error(), "{}: a delivery is refused with 5xx only, got {status}", event["id"]);
-            tally.refused += 1;
-            assert!(Instant::now() < deadline, "{} still refused at the deadline", event["id"]);
+    let each = events.iter().map(|event| deliver(state, event, deadline));
+    for refused in futures::future::join_all(each).await {
+        tally.attempts += refused + 1;
+        tally.refused += refused;
+        tally.accepted += 1;
+    }
+}
+
+/// Delivers one event until accepted; answers how many attempts were refused (5xx).
+async fn deliver(state: &AppState, event: &Value, deadline: Instant) -> u64 {
+    let mut refused = 0;
+    loop {
+        let status = post_stripe(state, event).await;
+        if status.is_success() {
+            return refused;
         }
+        assert!(status.is_server_error(), "{}: a delivery is refused with 5xx only, got {status}", event["id"]);
+        refused += 1;
+        assert!(Instant::now() < deadline, "{} still refused at the deadline", event["id"]);
     }
 }
 
@@ -253,9 +273,10 @@ fn figure(figures: &Value, name: &str) -> i64 {
     figures[name].as_i64().unwrap_or_else(|| panic!("no {name} in {figures}"))
 }
 
-/// Checks every reader's record and the revenue report: each event applied exactly once.
-async fn assert_applied_once(world: &World, readers: &[Reader]) {
-    assert_eq!(world.customers().await.len(), readers.len(), "one customer per Stripe customer");
+/// Checks every reader's record and the revenue report: each event applied exactly once. `others`:
+/// customers of the publication that are not Stripe's.
+async fn assert_applied_once(world: &World, readers: &[Reader], others: usize) {
+    assert_eq!(world.customers().await.len(), readers.len() + others, "one customer per Stripe customer");
     for reader in readers {
         let record = world.record(&reader.email).await;
         let usd = |amount: i64| json!([{"currency": "usd", "amount": amount}]);
@@ -263,7 +284,8 @@ async fn assert_applied_once(world: &World, readers: &[Reader]) {
         assert_eq!(record["stripeCustomerIds"], json!({"main": reader.stripe_id}), "{record}");
         assert_eq!(record["mrr"], usd(reader.amount), "{record}");
         let invoices = record["invoices"].as_array().expect("invoices");
-        let paid: i64 = invoices.iter().filter(|i| i["status"] == "paid").map(|i| i["amountPaid"].as_i64().unwrap()).sum();
+        let paid: i64 =
+            invoices.iter().filter(|i| i["status"] == "paid").map(|i| i["amountPaid"].as_i64().unwrap()).sum();
         assert_eq!(invoices.len(), 2, "{record}");
         assert_eq!(paid, 2 * reader.amount, "{record}");
         assert_eq!(record["lifetimeValue"], usd(paid), "LTV is the paid invoices, once: {record}");
@@ -309,8 +331,8 @@ fn faults_of(ops: &BTreeMap<String, OpStats>, fault: Fault) -> u64 {
 }
 
 /// (a) DynamoDB throttles a share of the reads and writes, answers 500 after carrying out some writes
-/// (the answer lost, not the write) and 503 to a share of the queries, then fails every call for a
-/// burst of 30 calls, while Stripe delivers a stream of 36 events of six customers and the worker applies them.
+/// (the answer lost, not the write) and 503 to a share of the queries, refuses a cold webhook's
+/// settings read three times, then fails a burst of 24 transactions, while Stripe delivers a stream of 36 events of six customers and the worker applies them.
 /// The webhook refuses with 5xx what it could not check (Stripe retries it), the worker retries what
 /// failed; once DynamoDB recovers every accepted event is applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -325,9 +347,9 @@ async fn store_throttling_and_5xx_bursts_apply_each_accepted_event_once() {
     let (readers, events) = stream(&world, 6);
     let ids: Vec<String> = events.iter().map(event_id).collect();
 
-    proxy.inject(Rule::on(&["TransactWriteItems"], Fault::ThroughputExceeded).share(1, 4));
+    proxy.inject(Rule::on(&["TransactWriteItems"], Fault::ThroughputExceeded).share(1, 5));
     proxy.inject(Rule::on(&["GetItem"], Fault::Throttling).share(1, 10));
-    proxy.inject(Rule::on(&["PutItem", "TransactWriteItems"], Fault::InternalError).reaching_emulator().share(1, 5));
+    proxy.inject(Rule::on(&["PutItem", "TransactWriteItems"], Fault::InternalError).reaching_emulator().share(1, 6));
     proxy.inject(Rule::on(&["Query"], Fault::Unavailable).share(1, 3));
     let worker = Counting::new(EventWorker::new(proxied.clone(), Arc::new(world.stripe.client())));
     let shutdown = CancellationToken::new();
@@ -340,9 +362,11 @@ async fn store_throttling_and_5xx_bursts_apply_each_accepted_event_once() {
         applied(direct.store.as_ref(), &world, &ids).await.len() >= first.len()
     })
     .await;
-    // A burst: the next 30 DynamoDB calls the rules above let through fail with a 503. The second half
-    // of the stream reaches a webhook instance that has not read the settings yet (a cold Lambda).
-    let burst = proxy.inject(Rule::on(DYNAMODB, Fault::Unavailable).next(30));
+    // A webhook instance that has not read the settings yet (a cold Lambda) meets three 503s on that
+    // read: it refuses the delivery, Stripe retries. Then a burst: the next 24 TransactWriteItems fail
+    // with a 503, more than the SDK's three attempts absorb, so the worker's messages fail and return.
+    let cold_read = proxy.inject(Rule::on(&["GetItem"], Fault::Unavailable).containing("\"SETTINGS\"").next(3));
+    let burst = proxy.inject(Rule::on(&["TransactWriteItems"], Fault::Unavailable).next(24));
     let cold = AppState::new(
         proxied.clone(),
         queue.clone(),
@@ -350,8 +374,10 @@ async fn store_throttling_and_5xx_bursts_apply_each_accepted_event_once() {
         world.state.stripe.clone(),
         world.state.piano.clone(),
     );
-    deliver_all(&cold, second, deadline, &mut deliveries).await;
-    until("the burst is spent", Duration::from_secs(20), || async { proxy.injected(burst) == 30 }).await;
+    deliver_all(&cold, &second[..1], deadline, &mut deliveries).await;
+    assert_eq!(proxy.injected(cold_read), 3);
+    deliver_all(&cold, &second[1..], deadline, &mut deliveries).await;
+    until("the burst is spent", Duration::from_secs(20), || async { proxy.injected(burst) == 24 }).await;
     until("every accepted event applied, under throttling still", Duration::from_secs(30), || async {
         applied(direct.store.as_ref(), &world, &ids).await.len() == ids.len()
     })
@@ -383,6 +409,234 @@ async fn store_throttling_and_5xx_bursts_apply_each_accepted_event_once() {
         assert!(faults_of(&ops, fault) > 0, "{fault:?} injected");
     }
     assert!(total(&ops, |s| s.retries) > 0, "the SDK retried");
+    assert!(deliveries.refused > 0, "the cold webhook refused a delivery");
     assert!(worker.redelivered.load(Ordering::SeqCst) > 0, "the burst made the queue redeliver");
-    assert_applied_once(&world, &readers).await;
+    assert_applied_once(&world, &readers, 0).await;
+}
+
+/// (b) The worker is killed mid-batch: the writes about one customer never get an answer (held before
+/// DynamoDB sees them), so its batch never finishes; the batch's other events were applied, and none
+/// of its messages was acknowledged. The worker task is aborted; a new worker (fresh caches, as a new
+/// Lambda instance) gets the batch again once its visibility timeout (2 s) lapses and applies every
+/// event exactly once: those applied before the kill are found duplicates, the others applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_batch_applies_each_event_once_after_redelivery() {
+    const QUICK: QueueDef = QueueDef { visibility_timeout_secs: 2, ..EVENTS };
+    let started = Instant::now();
+    let proxy = FaultProxy::for_emulator().await;
+    let (direct, proxied) = support::dynamo_store_through(&proxy.url()).await;
+    let world = World::new(direct.store.clone()).await;
+    let queue = support::sqs_queue(&[QUICK]).await;
+    let state = AppState { queue: queue.clone(), ..world.state.clone() };
+    let (readers, events) = stream(&world, 3);
+    let ids: Vec<String> = events.iter().map(event_id).collect();
+    let mut deliveries = Deliveries::default();
+    deliver_all(&state, &events, started + Duration::from_secs(10), &mut deliveries).await;
+    assert_eq!((deliveries.accepted, deliveries.refused), (events.len() as u64, 0), "the queue is healthy");
+
+    let stuck = readers[0].stripe_id.clone();
+    proxy.inject(Rule::on(DYNAMODB_WRITES, Fault::Hold).containing(&stuck));
+    let stripe = || Arc::new(world.stripe.client());
+    let first = Counting::new(EventWorker::new(proxied.clone(), stripe()));
+    let running =
+        tokio::spawn(run_with_backoff(queue.clone(), EVENTS.name, first.clone(), CancellationToken::new(), AT_ONCE));
+    until("a batch stuck on a held write, its other events applied", Duration::from_secs(20), || async {
+        let others: Vec<String> =
+            first.last_batch().iter().filter(|m| !m.body.contains(&stuck)).filter_map(stripe_event_of).collect();
+        proxy.held() > 0 && applied(direct.store.as_ref(), &world, &others).await.len() == others.len()
+    })
+    .await;
+    let held = proxy.held();
+    running.abort();
+    assert!(running.await.expect_err("killed").is_cancelled());
+    until("no call on its way to DynamoDB", Duration::from_secs(5), || async { proxy.forwarding() == 0 }).await;
+    let killed: Vec<Received> = first.last_batch();
+    let before = applied(direct.store.as_ref(), &world, &ids).await;
+    let in_batch: Vec<String> = killed.iter().filter_map(stripe_event_of).collect();
+    let applied_in_batch = in_batch.iter().filter(|id| before.contains(*id)).count();
+    assert!(0 < applied_in_batch && applied_in_batch < in_batch.len(), "part of the batch applied: {before:?}");
+    let health_before = sync_figures(&world, "stripe").await;
+    proxy.heal();
+    proxy.release_held();
+
+    let second = Counting::new(EventWorker::new(proxied.clone(), stripe()));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(run_with_backoff(queue.clone(), EVENTS.name, second.clone(), shutdown.clone(), AT_ONCE));
+    until("the killed batch handled again and every event applied", Duration::from_secs(20), || async {
+        let done = second.done.lock().unwrap().clone();
+        killed.iter().all(|m| done.contains(&m.id))
+            && applied(direct.store.as_ref(), &world, &ids).await.len() == ids.len()
+            && queue.depth(EVENTS.name).await.expect("depth") == 0
+    })
+    .await;
+    shutdown.cancel();
+    running.await.expect("worker loop");
+
+    let health = sync_figures(&world, "stripe").await;
+    let delta = |name: &str| figure(&health, name) - figure(&health_before, name);
+    eprintln!(
+        "(b) {} events accepted; killed in a batch of {} with {applied_in_batch} applied and {held} writes held \
+         ({} events applied in all before the kill); then: {} applied, {} ignored, {} duplicates, {} failed; new \
+         worker: {}; {:.1} s",
+        deliveries.accepted,
+        killed.len(),
+        before.len(),
+        delta("applied"),
+        delta("ignored"),
+        delta("duplicates"),
+        delta("failed"),
+        second.figures(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(delta("duplicates"), applied_in_batch as i64, "what the killed worker applied comes back a duplicate");
+    assert_eq!(delta("applied") + delta("ignored"), (ids.len() - before.len()) as i64, "the rest applied once");
+    assert_eq!(delta("failed"), 0);
+    assert!(second.redelivered.load(Ordering::SeqCst) >= killed.len() as u64, "{}", second.figures());
+    assert_applied_once(&world, &readers, 0).await;
+}
+
+/// A Piano `user_created` webhook's `data` for reader `uid`, encrypted as Piano sends it.
+fn piano_data(uid: &str) -> String {
+    let event = json!({"version": 2, "type": "user_created", "aid": "AidDaily01", "uid": uid,
+                       "user_email": format!("{}@example.com", uid.to_lowercase())});
+    shared::piano::webhook::encrypt(&event.to_string(), &Secret::new(PIANO_KEY))
+}
+
+/// (c) SQS unavailable at ingestion. First it refuses connections: the Stripe and Piano webhooks
+/// answer every delivery 5xx. Then it is back but SendMessageBatch fails for three deliveries: with a
+/// 503 before SQS sees it, or with a 500 after SQS queued the message (the answer lost): the webhook
+/// cannot tell, answers 5xx, and the provider's retry queues one more copy. Once SQS is healthy the
+/// providers' retries (the same events, signed again) are accepted; the worker applies each accepted
+/// event once and finds the extra copies duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_unavailable_at_ingestion_answers_5xx_and_the_retry_is_applied_once() {
+    let started = Instant::now();
+    let proxy = FaultProxy::for_emulator().await;
+    let store = support::dynamo_store().await;
+    let world = World::new(store.store.clone()).await;
+    world.add_piano(PIANO_KEY).await;
+    let (queue, proxied_queue) = support::sqs_queue_through(&[EVENTS], &proxy.url()).await;
+    let state = AppState { queue: proxied_queue, ..world.state.clone() };
+    let (readers, events) = stream(&world, 2);
+    let ids: Vec<String> = events.iter().map(event_id).collect();
+    let piano = [piano_data("PNIfault1"), piano_data("PNIfault2")];
+
+    proxy.set_down(true).await;
+    let down = Instant::now();
+    let stripe_refused = futures::future::join_all(events[..4].iter().map(|e| post_stripe(&state, e)));
+    let (mut refused, piano_refused) = futures::future::join(stripe_refused, get_piano(&state, &piano[0])).await;
+    refused.push(piano_refused);
+    let down_secs = down.elapsed().as_secs_f64();
+    assert!(refused.iter().all(|s| *s == StatusCode::SERVICE_UNAVAILABLE), "{refused:?}");
+    proxy.set_down(false).await;
+
+    let (lost, failed) = (&events[4], &events[5]);
+    let after_queueing = proxy
+        .inject(Rule::on(&["SendMessageBatch"], Fault::InternalError).reaching_emulator().containing(&event_id(lost)));
+    proxy.inject(Rule::on(&["SendMessageBatch"], Fault::Unavailable).containing(&event_id(failed)));
+    proxy.inject(Rule::on(&["SendMessageBatch"], Fault::InternalError).containing("PNIfault2"));
+    let flaky = Instant::now();
+    let answers =
+        futures::future::join3(post_stripe(&state, lost), post_stripe(&state, failed), get_piano(&state, &piano[1]));
+    let answers = answers.await;
+    let flaky_secs = flaky.elapsed().as_secs_f64();
+    assert!([answers.0, answers.1, answers.2].iter().all(StatusCode::is_server_error), "{answers:?}");
+    proxy.heal();
+
+    // The providers retry what was refused; the rest of the stream arrives.
+    let mut deliveries = Deliveries::default();
+    deliver_all(&state, &events, started + Duration::from_secs(40), &mut deliveries).await;
+    for data in &piano {
+        assert_eq!(get_piano(&state, data).await, StatusCode::OK, "Piano's retry");
+    }
+    let worker = Counting::new(EventWorker::new(store.store.clone(), Arc::new(world.stripe.client())));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(run_with_backoff(queue.clone(), EVENTS.name, worker.clone(), shutdown.clone(), AT_ONCE));
+    until("every accepted event applied", Duration::from_secs(20), || async {
+        applied(store.store.as_ref(), &world, &ids).await.len() == ids.len()
+            && world.customers().await.len() == readers.len() + piano.len()
+            && queue.depth(EVENTS.name).await.expect("depth") == 0
+    })
+    .await;
+    shutdown.cancel();
+    running.await.expect("worker loop");
+
+    let ops = proxy.stats();
+    print_ops("(c) SQS through the fault proxy (after it came back up)", &ops);
+    let (stripe, piano_figures) = (sync_figures(&world, "stripe").await, sync_figures(&world, "piano").await);
+    let copies = proxy.injected(after_queueing);
+    eprintln!(
+        "(c) down: {} deliveries refused with 503 in {down_secs:.1} s; flaky: 3 refused with 5xx in {flaky_secs:.1} \
+         s, {copies} copies queued by the refused one; then {} Stripe events accepted ({} attempts) and 2 Piano \
+         events; stripe figures {stripe}, piano figures {piano_figures}; worker: {}; {:.1} s",
+        refused.len(),
+        deliveries.accepted,
+        deliveries.attempts,
+        worker.figures(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(copies > 0, "SQS queued the message whose answer was lost");
+    assert_eq!(deliveries.accepted, events.len() as u64);
+    assert_eq!(figure(&stripe, "applied") + figure(&stripe, "ignored"), ids.len() as i64, "accepted == applied");
+    assert_eq!(figure(&stripe, "duplicates"), copies as i64, "each extra copy found a duplicate");
+    assert_eq!(piano_figures, json!({"applied": 2, "ignored": 0, "duplicates": 0, "failed": 0}));
+    assert_eq!(figure(&stripe, "failed"), 0);
+    for uid in ["PNIfault1", "PNIfault2"] {
+        let record = world.record(&format!("{}@example.com", uid.to_lowercase())).await;
+        assert_eq!(record["pianoUid"], uid, "{record}");
+    }
+    assert_applied_once(&world, &readers, piano.len()).await;
+}
+
+/// (d) DynamoDB carries out the worker's write of a batch's sync figures but its answer is lost (500):
+/// the SDK's retry finds the figures changed. Each batch is counted once all the same: one whose
+/// figures are written in a transaction with its last applied event, one (only events the CRM does
+/// not apply) whose figures are a single PutItem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_answer_to_the_sync_figures_write_counts_the_batch_once() {
+    let proxy = FaultProxy::for_emulator().await;
+    let (direct, proxied) = support::dynamo_store_through(&proxy.url()).await;
+    let world = World::new(direct.store.clone()).await;
+    let (_, events) = stream(&world, 2);
+    let header = Header {
+        provider: Provider::Stripe,
+        publication: world.publication.clone(),
+        account: Some(AccountKey::parse("main").expect("account key")),
+        received_at: now_epoch(),
+        received_at_us: None,
+        event_id: None,
+    };
+    let batch = |events: Vec<&Value>| -> Vec<Received> {
+        let message = |e: &Value| Received {
+            id: event_id(e),
+            receipt: format!("receipt-{}", event_id(e)),
+            body: envelope::encode(&header, &e.to_string()),
+            receive_count: 1,
+        };
+        events.into_iter().map(message).collect()
+    };
+    let ignored = |e: &&Value| e["type"] == "payment_intent.created";
+    let worker = EventWorker::new(proxied.clone(), Arc::new(world.stripe.client()));
+    let figures_write = || {
+        let sync_partition = format!("PUB#{PUBLICATION}#SYNC");
+        proxy.inject(
+            Rule::on(DYNAMODB_WRITES, Fault::InternalError).reaching_emulator().containing(&sync_partition).next(1),
+        )
+    };
+
+    let lost = figures_write();
+    assert_eq!(worker.handle(&batch(events.iter().filter(|e| !ignored(e)).collect())).await, Vec::<String>::new());
+    assert_eq!(proxy.injected(lost), 1, "the figures' write was hit");
+    assert_eq!(
+        sync_figures(&world, "stripe").await,
+        json!({"applied": 10, "ignored": 0, "duplicates": 0, "failed": 0})
+    );
+    let lost = figures_write();
+    assert_eq!(worker.handle(&batch(events.iter().filter(ignored).collect())).await, Vec::<String>::new());
+    assert_eq!(proxy.injected(lost), 1, "the figures' write was hit");
+    assert_eq!(
+        sync_figures(&world, "stripe").await,
+        json!({"applied": 10, "ignored": 2, "duplicates": 0, "failed": 0})
+    );
+    print_ops("(d) DynamoDB through the fault proxy", &proxy.stats());
 }

@@ -252,7 +252,8 @@ async fn only_the_last_24_hours_count_and_quiet_accounts_catch_up(store: Arc<dyn
     let old =
         LastEvent { event_type: Some("invoice.paid".into()), event_at: Some(now - 4 * 86_400), at: now - 4 * 86_400 };
     for (at, counts, last) in [(now - 30 * 3600, applied(7), Some(&old)), (now - 3600, applied(2), None)] {
-        let addition = Addition { source: &main, counts, applied: last, now: at };
+        let id = ulid::Ulid::new().to_string();
+        let addition = Addition { id: &id, source: &main, counts, applied: last, now: at };
         sync_stats::add(store.as_ref(), &world.publication, &addition).await.unwrap();
     }
 

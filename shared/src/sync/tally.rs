@@ -66,7 +66,9 @@ impl BatchTally {
     pub async fn flush(self, store: &dyn Store, now: i64) {
         let entries = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
         for ((publication, source), entry) in entries {
-            let addition = Addition { source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
+            let id = ulid::Ulid::new().to_string();
+            let addition =
+                Addition { id: &id, source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
             if let Err(e) = add_retrying(store, &publication, &addition).await {
                 tracing::warn!(error = %e, %publication, provider = %source.provider, "sync figures not recorded");
             }

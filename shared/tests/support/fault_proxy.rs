@@ -325,7 +325,8 @@ impl FaultProxy {
         let retry = header("amz-sdk-request")
             .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("attempt=")?.parse::<u32>().ok()))
             .is_some_and(|attempt| attempt > 1);
-        let fault = lock(&self.shared.rules).iter_mut().find_map(|rule| rule.strikes(&op, &body).then_some(rule.clone()));
+        let fault =
+            lock(&self.shared.rules).iter_mut().find_map(|rule| rule.strikes(&op, &body).then_some(rule.clone()));
         {
             let mut ops = lock(&self.shared.ops);
             let stats = ops.entry(op).or_default();
@@ -363,7 +364,9 @@ impl FaultProxy {
             response = response.header(name, value);
         }
         match answer.bytes().await {
-            Ok(bytes) => response.body(Full::new(bytes)).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, &e.to_string())),
+            Ok(bytes) => {
+                response.body(Full::new(bytes)).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, &e.to_string()))
+            }
             Err(e) => plain(StatusCode::BAD_GATEWAY, &format!("emulator answer cut: {e}")),
         }
     }
@@ -394,5 +397,7 @@ fn aws_error(fault: Fault, sqs: bool) -> Response<Full<Bytes>> {
         let party = if fault.status().is_server_error() { "Receiver" } else { "Sender" };
         response = response.header("x-amzn-query-error", format!("{code};{party}"));
     }
-    response.body(Full::new(Bytes::from(body.to_string()))).unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, &e.to_string()))
+    response
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, &e.to_string()))
 }

@@ -1,6 +1,6 @@
 //! Test support: the two store adapters and two queue adapters behind one constructor each.
 //! The DynamoDB/SQS side talks over TCP to the emulator that `.ci/test` starts on 127.0.0.1
-//! and announces through `AWS_ENDPOINT_URL`.
+//! and announces through `AWS_ENDPOINT_URL`, directly or through a `fault_proxy`.
 
 #![allow(dead_code)] // each test binary uses part of it
 
