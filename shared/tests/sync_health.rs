@@ -15,14 +15,12 @@ use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use shared::domain::ids::AccountKey;
 use shared::domain::secret::Secret;
-use shared::domain::settings::PublicationSettings;
 use shared::domain::sync_health::{Counts, LastEvent, Source};
 use shared::piano::webhook::encrypt;
 use shared::queue::worker::{Backoff, run_with_backoff};
 use shared::queue::{EVENTS, FORWARD, OutMessage};
 use shared::store::Store;
 use shared::store::now_epoch;
-use shared::store::repo::publications::{self, StoredSettings};
 use shared::store::repo::sync_stats::{self, Addition};
 use shared::stripe::signature::sign;
 use shared::sync::envelope::{self, Header, Provider};
@@ -32,17 +30,6 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const PIANO_KEY: &str = "thestringliteralisexactlyfortych";
-
-/// The world's settings with Piano set up too.
-async fn with_piano(world: &World) {
-    let mut settings = sw::settings();
-    settings["piano"] = json!({"aid": "AidDaily01", "apiToken": "piano-api-token-0123456789",
-                               "privateKey": PIANO_KEY, "region": "us"});
-    let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
-    let held = publications::get(world.store.as_ref(), &world.publication).await.unwrap().unwrap();
-    let stored = StoredSettings { publication_id: world.publication.clone(), settings: parsed, updated_at: 1 };
-    publications::put(world.store.as_ref(), &stored, Some(held.version)).await.unwrap();
-}
 
 async fn call(world: &World, request: Request<Body>) -> (StatusCode, Value) {
     let response = shared::api::all_routes(world.state.clone()).oneshot(request).await.unwrap();
@@ -119,7 +106,7 @@ fn source<'a>(body: &'a Value, provider: &str, account: Option<&str>) -> &'a Val
 
 async fn ingested_events_show_in_figures_lists_and_verdict(store: Arc<dyn Store>) {
     let world = World::new(store.clone()).await;
-    with_piano(&world).await;
+    world.add_piano(PIANO_KEY).await;
     let t = now_epoch() - 600;
     let price = sw::price("price_m", "prod_unmapped", 1500, "month");
     let jane =
@@ -265,7 +252,8 @@ async fn only_the_last_24_hours_count_and_quiet_accounts_catch_up(store: Arc<dyn
     let old =
         LastEvent { event_type: Some("invoice.paid".into()), event_at: Some(now - 4 * 86_400), at: now - 4 * 86_400 };
     for (at, counts, last) in [(now - 30 * 3600, applied(7), Some(&old)), (now - 3600, applied(2), None)] {
-        let addition = Addition { source: &main, counts, applied: last, now: at };
+        let id = ulid::Ulid::new().to_string();
+        let addition = Addition { id: &id, source: &main, counts, applied: last, now: at };
         sync_stats::add(store.as_ref(), &world.publication, &addition).await.unwrap();
     }
 

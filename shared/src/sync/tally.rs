@@ -72,7 +72,9 @@ impl BatchTally {
     pub async fn flush(self, store: &dyn Store, jobs: Option<&dyn Queue>, now: i64) {
         let entries = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
         for ((publication, source), entry) in entries {
-            let addition = Addition { source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
+            let id = ulid::Ulid::new().to_string();
+            let addition =
+                Addition { id: &id, source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
             match add_retrying(store, &publication, &addition).await {
                 Ok(replaced) => {
                     let gap = catch_up_of_gap(&publication, &source, replaced.as_ref(), entry.applied.as_ref(), now);

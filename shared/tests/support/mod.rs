@@ -1,11 +1,12 @@
 //! Test support: the two store adapters and two queue adapters behind one constructor each.
 //! The DynamoDB/SQS side talks over TCP to the emulator that `.ci/test` starts on 127.0.0.1
-//! and announces through `AWS_ENDPOINT_URL`.
+//! and announces through `AWS_ENDPOINT_URL`, directly or through a `fault_proxy`.
 
 #![allow(dead_code)] // each test binary uses part of it
 
 pub mod fake_piano;
 pub mod fake_stripe;
+pub mod fault_proxy;
 pub mod public_site;
 pub mod stripe_account;
 pub mod stripe_world;
@@ -52,12 +53,25 @@ pub async fn sdk() -> aws_config::SdkConfig {
 
 /// A fresh table on the emulator, so tests never see each other's items.
 pub async fn dynamo_store() -> TestStore {
+    dynamo_table().await.0
+}
+
+/// A fresh table, and a store reaching the same table through the fault proxy at `proxy`.
+pub async fn dynamo_store_through(proxy: &str) -> (TestStore, Arc<dyn Store>) {
+    let (direct, table) = dynamo_table().await;
+    // The service's configuration, not the SdkConfig, has the last word over `AWS_ENDPOINT_URL`.
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk().await).endpoint_url(proxy).build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    (direct, Arc::new(DynamoStore::new(client, table)))
+}
+
+async fn dynamo_table() -> (TestStore, String) {
     let sdk = sdk().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("contract");
     shared::store::schema::create_table(&client, &table).await.expect("create table on the emulator");
     eprintln!("DynamoDB adapter: table {table} at {} (TCP)", emulator_endpoint());
-    TestStore { store: Arc::new(DynamoStore::new(client, table)), _dir: None }
+    (TestStore { store: Arc::new(DynamoStore::new(client, table.clone())), _dir: None }, table)
 }
 
 pub fn memory_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
@@ -66,8 +80,22 @@ pub fn memory_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
 
 /// Fresh queues `{unique prefix}-{name}` (with dead-letter queues) on the emulator.
 pub async fn sqs_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
-    let sdk = sdk().await;
-    let client = aws_sdk_sqs::Client::new(&sdk);
+    let client = aws_sdk_sqs::Client::new(&sdk().await);
+    Arc::new(SqsQueue::new(client, sqs_queues(defs).await))
+}
+
+/// Fresh queues as `sqs_queue`, reached directly and through the fault proxy at `proxy`.
+pub async fn sqs_queue_through(defs: &[QueueDef], proxy: &str) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
+    let urls = sqs_queues(defs).await;
+    let direct = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk().await), urls.clone());
+    let config = aws_sdk_sqs::config::Builder::from(&sdk().await).endpoint_url(proxy).build();
+    let proxied = SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), urls);
+    (Arc::new(direct), Arc::new(proxied))
+}
+
+/// Creates the queues; answers their URLs by logical name.
+async fn sqs_queues(defs: &[QueueDef]) -> std::collections::HashMap<String, String> {
+    let client = aws_sdk_sqs::Client::new(&sdk().await);
     let prefix = unique("q");
     let mut urls = std::collections::HashMap::new();
     for def in defs {
@@ -76,7 +104,7 @@ pub async fn sqs_queue(defs: &[QueueDef]) -> Arc<dyn Queue> {
         }
     }
     eprintln!("SQS adapter: queues {prefix}-* at {} (TCP)", emulator_endpoint());
-    Arc::new(SqsQueue::new(client, urls))
+    urls
 }
 
 /// Declares each listed async test once per store adapter: `embedded::name` and `dynamodb::name`.

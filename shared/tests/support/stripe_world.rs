@@ -57,6 +57,17 @@ impl World {
         Self { store, stripe, worker, state, publication }
     }
 
+    /// Sets Piano up too (region `us`, aid `AidDaily01`), with `private_key` decrypting its webhooks.
+    pub async fn add_piano(&self, private_key: &str) {
+        let mut settings = settings();
+        settings["piano"] = json!({"aid": "AidDaily01", "apiToken": "piano-api-token-0123456789",
+                                   "privateKey": private_key, "region": "us"});
+        let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).expect("valid settings");
+        let held = publications::get(self.store.as_ref(), &self.publication).await.unwrap().expect("settings");
+        let stored = StoredSettings { publication_id: self.publication.clone(), settings: parsed, updated_at: 1 };
+        publications::put(self.store.as_ref(), &stored, Some(held.version)).await.expect("store settings");
+    }
+
     /// Applies an event as the worker does for a queued message of `account`.
     pub async fn deliver_to(&self, account: &str, event: &Value) -> Result<Outcome, SyncError> {
         let header = Header {

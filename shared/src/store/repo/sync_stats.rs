@@ -13,6 +13,11 @@ use crate::store::{Cond, Index, Item, Key, Query, SkCond, Store, StoreError, Wri
 /// Buckets outlive the 24 hours sync health reads by a day, then TTL removes them.
 pub const BUCKET_TTL_SECS: i64 = 49 * 3600;
 
+/// How many of its latest additions a bucket remembers, so that an addition whose write happened but
+/// whose answer was lost is not added again by its retry (which comes seconds later, after at most a
+/// few other workers' additions).
+pub const REMEMBERED_ADDITIONS: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bucket {
@@ -25,6 +30,9 @@ pub struct Bucket {
     /// The latest time a message was finished (applied, ignored or found duplicate) in the hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_at: Option<i64>,
+    /// Ids of the latest additions counted in, newest last (`REMEMBERED_ADDITIONS` of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +75,8 @@ fn bucket_key(publication: &PublicationId, source: &Source, hour: i64) -> Key {
 /// What one batch adds for one source: counts into the bucket of the hour of `now`, and the last event
 /// it applied (kept only when newer than the one stored).
 pub struct Addition<'a> {
+    /// Unique to the addition (the same on each of its attempts): a bucket counts it once.
+    pub id: &'a str,
     pub source: &'a Source,
     pub counts: Counts,
     pub applied: Option<&'a LastEvent>,
@@ -75,7 +85,8 @@ pub struct Addition<'a> {
 
 /// Adds `addition` with a conditional read-modify-write; answers the last-applied event it replaced (when
 /// there was one and `addition`'s is later). `ConditionFailed` means another worker wrote one of the
-/// items meanwhile: call again (it reads them anew).
+/// items meanwhile: call again (it reads them anew). An addition the bucket holds already (an earlier
+/// attempt's write happened, its answer was lost) is not added again, and answers no replaced event.
 pub async fn add(
     store: &dyn Store,
     publication: &PublicationId,
@@ -92,13 +103,29 @@ pub async fn add(
     })
     .await?;
     let mut ops = Vec::new();
-    let (mut counts, held_at, cond, version) = match bucket.map(from_item::<Bucket>).transpose()? {
-        Some(Versioned { value, version }) => (value.counts, value.processed_at, Cond::Version(version), version + 1),
-        None => (Counts::default(), None, Cond::NotExists, 1),
+    let (mut doc, cond, version) = match bucket.map(from_item::<Bucket>).transpose()? {
+        Some(Versioned { value, version }) => (value, Cond::Version(version), version + 1),
+        None => {
+            let empty = Bucket {
+                source: addition.source.clone(),
+                hour,
+                counts: Counts::default(),
+                processed_at: None,
+                additions: Vec::new(),
+            };
+            (empty, Cond::NotExists, 1)
+        }
     };
-    counts.add(&addition.counts);
+    // The marker was written in the same transaction as the bucket: nothing is left to do.
+    if doc.additions.iter().any(|id| id == addition.id) {
+        return Ok(None);
+    }
+    doc.counts.add(&addition.counts);
     let finished = (addition.counts.processed() > 0).then_some(addition.now);
-    let doc = Bucket { source: addition.source.clone(), hour, counts, processed_at: held_at.max(finished) };
+    doc.processed_at = doc.processed_at.max(finished);
+    doc.additions.push(addition.id.to_owned());
+    let excess = doc.additions.len().saturating_sub(REMEMBERED_ADDITIONS);
+    doc.additions.drain(..excess);
     let item = Item::new(bucket_key, to_doc(&doc)?).with_version(version).expiring_at(hour + BUCKET_TTL_SECS);
     ops.push(WriteOp::put(item, cond));
     let mut replaced = None;
