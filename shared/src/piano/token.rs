@@ -445,7 +445,8 @@ mod tests {
             let token = format!("{input}.{signature}");
             let refused = Err(TokenError::Malformed("segment repeats a member name"));
             assert_eq!(decode_unverified(&token), refused, "{payload}");
-            assert_eq!(verify(&token, &Secret::new(SECRET), NOW), refused, "{payload}");
+            // jsonwebtoken refuses a repeated registered claim first, with its own message.
+            assert!(matches!(verify(&token, &Secret::new(SECRET), NOW), Err(TokenError::Malformed(_))), "{payload}");
         }
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","alg":"HS256"}"#);
         let token = format!("{header}.{}.x", b64(&payload()));
