@@ -287,6 +287,15 @@ impl PublicationSettings {
                     return Err(err(at(&format!("webhookSecrets[{j}]")), "must be a Stripe signing secret (whsec_…)"));
                 }
             }
+            // Two signing secrets that mask alike could not be told apart when sent back masked.
+            for (j, secret) in account.webhook_secrets.iter().enumerate() {
+                if account.webhook_secrets[..j].iter().any(|s| s != secret && s.masked() == secret.masked()) {
+                    return Err(err(
+                        at(&format!("webhookSecrets[{j}]")),
+                        "masks like another signing secret of the account (same last four characters)",
+                    ));
+                }
+            }
             if account.webhook_secrets.len() > 5 {
                 return Err(err(at("webhookSecrets"), "at most 5 signing secrets (one, or two during a rotation)"));
             }
@@ -356,11 +365,15 @@ fn restore(secret: &mut Secret, stored: Vec<&Secret>, field: String) -> Result<(
     if !Secret::looks_masked(secret.expose()) {
         return Ok(());
     }
-    match stored.into_iter().find(|s| s.masked() == secret.expose()) {
-        Some(original) => {
-            *secret = original.clone();
+    let found: Vec<&Secret> = stored.into_iter().filter(|s| s.masked() == secret.expose()).collect();
+    match found.split_first() {
+        Some((original, others)) if others.iter().all(|s| s == original) => {
+            *secret = (*original).clone();
             Ok(())
         }
+        // Taking the first would silently swap one signing secret for another (settings stored
+        // before `validate` refused look-alikes).
+        Some(_) => Err(err(field, "masked value matches several stored secrets; send the secret itself")),
         None => Err(err(field, "masked value matches no stored secret; send the secret itself")),
     }
 }
@@ -391,5 +404,49 @@ fn strip_position(e: &serde_json::Error) -> String {
     match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn body(webhook_secrets: &[&str]) -> Vec<u8> {
+        json!({"name": "P", "stripeAccounts": [{"key": "main", "name": "M", "secretKey": "sk_test_0123456789",
+            "webhookSecrets": webhook_secrets}]})
+        .to_string()
+        .into_bytes()
+    }
+
+    // Found by fuzz/ (`settings`): two rotation secrets ending alike came back from a masked PUT as the
+    // first one twice, so the new secret was lost and Stripe's signatures under it refused.
+    #[test]
+    fn signing_secrets_that_mask_alike_are_refused() {
+        let error =
+            PublicationSettings::parse(&body(&["whsec_old0123456789abcdefgh", "whsec_new0123456789abcdefgh"]), None)
+                .unwrap_err();
+        assert_eq!(error.field, "stripeAccounts[0].webhookSecrets[1]");
+        // Short secrets all mask as `whsec_…`.
+        assert!(PublicationSettings::parse(&body(&["whsec_short1", "whsec_short2"]), None).is_err());
+        // The same secret twice is no ambiguity.
+        assert!(PublicationSettings::parse(&body(&["whsec_short1", "whsec_short1"]), None).is_ok());
+    }
+
+    #[test]
+    fn masked_put_back_restores_each_signing_secret() {
+        let secrets = ["whsec_old0123456789abcdefgh", "whsec_new0123456789abcdefgX"];
+        let stored = PublicationSettings::parse(&body(&secrets), None).unwrap();
+        let shown = serde_json::to_vec(&stored.masked()).unwrap();
+        assert_eq!(PublicationSettings::parse(&shown, Some(&stored)).unwrap(), stored);
+
+        // Settings stored before look-alikes were refused: a masked value naming both is an error.
+        let mut legacy = stored.clone();
+        legacy.stripe_accounts[0].webhook_secrets[1] = Secret::new("whsec_new0123456789abcdefgh");
+        let shown = serde_json::to_vec(&legacy.masked()).unwrap();
+        let error = PublicationSettings::parse(&shown, Some(&legacy)).unwrap_err();
+        assert_eq!(error.field, "stripeAccounts[0].webhookSecrets[0]");
+        assert!(error.message.contains("several stored secrets"), "{error}");
     }
 }

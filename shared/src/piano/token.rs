@@ -75,15 +75,47 @@ fn split(token: &str) -> Result<Segments<'_>, TokenError> {
 }
 
 /// A segment's JSON object. Padding is tolerated although JWTs must not carry it: some encoders add it,
-/// and it changes nothing about the bytes.
+/// and it changes nothing about the bytes. Duplicate member names are refused (RFC 7519 section 4
+/// allows that or taking the last): jsonwebtoken refuses duplicate registered claims, and a payload
+/// must read the same before and after verification.
 fn decode_segment(segment: &str) -> Result<serde_json::Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment.trim_end_matches('='))
         .map_err(|_| TokenError::Malformed("segment is not base64url"))?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(TokenError::Malformed("segment is not a JSON object")),
-        Err(_) => Err(TokenError::Malformed("segment is not JSON")),
+    match serde_json::from_slice::<UniqueObject>(&bytes) {
+        Ok(UniqueObject(map)) => Ok(map),
+        // Errors only: parsed again to say what is wrong.
+        Err(_) => Err(TokenError::Malformed(match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(_)) => "segment repeats a member name",
+            Ok(_) => "segment is not a JSON object",
+            Err(_) => "segment is not JSON",
+        })),
+    }
+}
+
+/// A JSON object whose member names are all different.
+struct UniqueObject(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<UniqueObject, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some((name, value)) = members.next_entry::<String, Value>()? {
+                    if map.contains_key(&name) {
+                        return Err(serde::de::Error::custom("duplicate member name"));
+                    }
+                    map.insert(name, value);
+                }
+                Ok(UniqueObject(map))
+            }
+        }
+        d.deserialize_map(Members)
     }
 }
 
@@ -187,9 +219,9 @@ pub fn verify(token: &str, secret: &Secret, now: i64) -> Result<Claims, TokenErr
     validation.validate_aud = false;
 
     let key = DecodingKey::from_secret(secret.expose().as_bytes());
-    let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation).map_err(|e| match e
-        .kind()
-    {
+    // jsonwebtoken checks the signature (and that `exp` is there); the claims are then read as
+    // `decode_unverified` read them to choose this secret, so both readings agree.
+    jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key, &validation).map_err(|e| match e.kind() {
         ErrorKind::InvalidSignature => TokenError::BadSignature,
         ErrorKind::MissingRequiredClaim(_) => TokenError::Malformed("no exp claim"),
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
@@ -197,7 +229,7 @@ pub fn verify(token: &str, secret: &Secret, now: i64) -> Result<Claims, TokenErr
         }
         _ => TokenError::Malformed("not a valid JWT"),
     })?;
-    let claims = parse_claims(data.claims)?;
+    let claims = parse_claims(decode_segment(segments.payload)?)?;
     let exp = claims.exp.ok_or(TokenError::Malformed("no exp claim"))?;
     if now >= exp.saturating_add(LEEWAY_SECS) {
         return Err(TokenError::Expired);
@@ -395,6 +427,30 @@ mod tests {
                 assert!(verify(&mutated, &secret, NOW).is_err(), "{i}");
             }
         }
+    }
+
+    // Found by fuzz/ (`piano_token`): with `exp` twice, decode_unverified read the payload (last one
+    // wins) while verify refused it, so the two readings of one token differed.
+    #[test]
+    fn repeated_member_names_are_refused_before_and_after_verification() {
+        let header = b64(&json!({"alg": "HS256", "typ": "JWT"}));
+        for payload in [
+            format!(r#"{{"aud":"A","sub":"PNIvictim","exp":{},"sub":"PNIother"}}"#, NOW + 60),
+            format!(r#"{{"aud":"A","exp":{0},"email":"a@example.com","exp":{0},"email":"b@example.com"}}"#, NOW + 60),
+        ] {
+            let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(&payload));
+            install_crypto_provider();
+            let key = EncodingKey::from_secret(SECRET.as_bytes());
+            let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).expect("sign");
+            let token = format!("{input}.{signature}");
+            let refused = Err(TokenError::Malformed("segment repeats a member name"));
+            assert_eq!(decode_unverified(&token), refused, "{payload}");
+            // jsonwebtoken refuses a repeated registered claim first, with its own message.
+            assert!(matches!(verify(&token, &Secret::new(SECRET), NOW), Err(TokenError::Malformed(_))), "{payload}");
+        }
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","alg":"HS256"}"#);
+        let token = format!("{header}.{}.x", b64(&payload()));
+        assert!(matches!(verify(&token, &Secret::new(SECRET), NOW), Err(TokenError::Malformed(_))));
     }
 
     #[test]
