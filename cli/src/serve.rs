@@ -30,6 +30,10 @@ pub struct Args {
     /// Creates (once) a publication `demo` with a Stripe account and prints its keys.
     #[arg(long)]
     demo: bool,
+    /// Batches of the events queue applied at once, as concurrent Lambda invocations of
+    /// `webhook-worker` would: their writes share the embedded store's commits.
+    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    event_workers: u16,
 }
 
 /// The operator key: `CRM_ADMIN_TOKEN`, or one generated once and kept in the data directory.
@@ -66,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let piano = Arc::new(HttpPiano::new());
     let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);
     let app = api::all_routes(state.clone());
-    let workers = Workers::start(&state);
+    let workers = Workers::start(&state, args.event_workers);
 
     let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let store_kind = if args.store.dynamodb { "dynamodb" } else { "embedded" };
@@ -110,7 +114,7 @@ struct Workers {
 }
 
 impl Workers {
-    fn start(state: &AppState) -> Self {
+    fn start(state: &AppState, event_workers: u16) -> Self {
         let shutdown = CancellationToken::new();
         let events = Arc::new(EventWorker::for_state(state));
         // Local runs forward to local endpoints too unless told otherwise.
@@ -119,11 +123,16 @@ impl Workers {
         let forwards = Arc::new(ForwardWorker::new(Arc::new(Forwarder::new(allow_private))));
         let jobs = JobWorker::new(state.store.clone(), state.stripe.clone(), state.queue.clone(), JOB_SLICE);
         let jobs = Arc::new(jobs.with_shutdown(shutdown.clone()));
-        let tasks = vec![
-            tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, events, shutdown.clone())),
-            tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())),
-            tokio::spawn(worker::run(state.queue.clone(), JOBS.name, jobs, shutdown.clone())),
-        ];
+        // One poller applies a batch at a time, and each of its commits costs the same two fsyncs
+        // whether it holds one batch's writes or several: batches in parallel share them.
+        let mut tasks: Vec<_> = (0..event_workers)
+            .map(|_| {
+                let handler: Arc<dyn worker::BatchHandler> = events.clone();
+                tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, handler, shutdown.clone()))
+            })
+            .collect();
+        tasks.push(tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())));
+        tasks.push(tokio::spawn(worker::run(state.queue.clone(), JOBS.name, jobs, shutdown.clone())));
         Self { shutdown, tasks }
     }
 
