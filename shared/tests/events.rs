@@ -7,10 +7,7 @@ use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn sample(function: &str, file: &str) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/").to_owned() + function + "/" + file;
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use support::event_sample as sample;
 
 async fn invoke(function: &str, file: &str, state: shared::api::AppState) -> (StatusCode, serde_json::Value) {
     invoke_text(function, &sample(function, file), state).await

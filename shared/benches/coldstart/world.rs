@@ -15,14 +15,11 @@ use crate::runtime_api::{Launch, RuntimeApi};
 use crate::support;
 use crate::support::stripe_world as w;
 
+pub use crate::support::event_sample as sample;
+
 /// The sample publication's Stripe webhook signing secret (events/settings-api/put-settings.json).
 pub const WEBHOOK_SECRET: &str = "whsec_0123456789abcdefghijWXYZ";
 const PUBLICATION: &str = "demo";
-
-pub fn sample(function: &str, file: &str) -> String {
-    let path = format!("{}/../events/{function}/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// How a function's answer must look for its run to count.
 #[derive(Clone, Copy)]

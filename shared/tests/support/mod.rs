@@ -28,6 +28,12 @@ pub struct TestStore {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A sample request of `events/<function>/<file>` (what a function's Lambda receives), as text.
+pub fn event_sample(function: &str, file: &str) -> String {
+    let path = format!("{}/../events/{function}/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
