@@ -17,6 +17,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `crm serve` allocates per request and per event from many threads at once, where glibc's
+/// allocator spent a sixth of the CPU (docs/PERFORMANCE.md, "Load").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "crm", version, about = "Subscription CRM for publishers: local server and operator tools")]
 struct Cli {

@@ -128,7 +128,7 @@ impl Workers {
         let mut tasks: Vec<_> = (0..event_workers)
             .map(|_| {
                 let handler: Arc<dyn worker::BatchHandler> = events.clone();
-                tokio::spawn(worker::run(state.queue.clone(), EVENTS.name, handler, shutdown.clone()))
+                tokio::spawn(worker::run_batched(state.queue.clone(), EVENTS.name, handler, shutdown.clone(), BATCH_WINDOW))
             })
             .collect();
         tasks.push(tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())));
@@ -158,6 +158,10 @@ impl Workers {
         }
     }
 }
+
+/// How long an event worker waits for a batch to fill after its first message: a few milliseconds
+/// more before an event is applied, for a tenth of the per-batch work under a steady flow.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// How long a backfill slice runs before it queues the next, as a Lambda invocation would.
 const JOB_SLICE: Duration = Duration::from_secs(300);

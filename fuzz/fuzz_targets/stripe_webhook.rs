@@ -51,7 +51,10 @@ fuzz_target!(|data: &[u8]| {
     );
 
     // Past the signature, the handler: a Stripe event, UTF-8, queued with its header.
-    let Ok(event) = Event::parse(body) else { return };
+    let checked = Event::check(body);
+    // Ingestion's envelope check accepts exactly what the worker's full parse does.
+    assert_eq!(checked.is_ok(), Event::parse(body).is_ok(), "ingestion and the worker disagree on a body");
+    let Ok(event) = checked else { return };
     let Ok(text) = std::str::from_utf8(body) else { return };
     let header = Header {
         provider: Provider::Stripe,

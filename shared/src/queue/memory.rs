@@ -61,7 +61,7 @@ impl MemoryQueue {
     async fn push(&self, name: &str, message: Message) -> Result<(), QueueError> {
         let q = self.queue(name)?;
         q.state.lock().await.waiting.push_back(message);
-        q.arrived.notify_waiters();
+        q.arrived.notify_one();
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl Queue for MemoryQueue {
                 });
             }
         }
-        q.arrived.notify_waiters();
+        q.arrived.notify_one();
         Ok(())
     }
 
@@ -177,7 +177,7 @@ impl Queue for MemoryQueue {
         if let Some(m) = q.state.lock().await.in_flight.get_mut(receipt) {
             m.visible_at = Instant::now() + delay;
         }
-        q.arrived.notify_waiters();
+        q.arrived.notify_one();
         Ok(())
     }
 

@@ -114,12 +114,40 @@ pub async fn run_with_backoff(
     shutdown: CancellationToken,
     backoff: Backoff,
 ) {
+    poll(queue, name, handler, shutdown, backoff, Duration::ZERO).await;
+}
+
+/// `run`, waiting up to `window` after a batch's first message for the batch to fill, as the SQS
+/// event source mapping's batching window does: under a steady flow each batch then carries up to 10
+/// messages instead of the one or two that arrived since the last, and its per-batch work (sync
+/// health's write, a commit) is shared by all of them.
+pub async fn run_batched(
+    queue: Arc<dyn Queue>,
+    name: &'static str,
+    handler: Arc<dyn BatchHandler>,
+    shutdown: CancellationToken,
+    window: Duration,
+) {
+    poll(queue, name, handler, shutdown, Backoff::DEFAULT, window).await;
+}
+
+/// The most messages in one batch: SQS's limit for one receive.
+const BATCH: usize = 10;
+
+async fn poll(
+    queue: Arc<dyn Queue>,
+    name: &'static str,
+    handler: Arc<dyn BatchHandler>,
+    shutdown: CancellationToken,
+    backoff: Backoff,
+    window: Duration,
+) {
     loop {
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
-            received = queue.receive(name, 10, Duration::from_secs(1)) => received,
+            received = queue.receive(name, BATCH as u32, Duration::from_secs(1)) => received,
         };
-        let batch = match batch {
+        let mut batch = match batch {
             Ok(batch) if batch.is_empty() => continue,
             Ok(batch) => batch,
             Err(e) => {
@@ -128,6 +156,18 @@ pub async fn run_with_backoff(
                 continue;
             }
         };
+        let full_by = tokio::time::Instant::now() + window;
+        while batch.len() < BATCH {
+            let left = full_by.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match queue.receive(name, (BATCH - batch.len()) as u32, left).await {
+                Ok(more) => batch.extend(more),
+                // What was received is handled; the next receive reports the failure.
+                Err(_) => break,
+            }
+        }
         let failed = handler.handle(&batch).await;
         settle(queue.as_ref(), name, &batch, &failed, backoff).await;
     }
