@@ -128,7 +128,13 @@ impl Workers {
         let mut tasks: Vec<_> = (0..event_workers)
             .map(|_| {
                 let handler: Arc<dyn worker::BatchHandler> = events.clone();
-                tokio::spawn(worker::run_batched(state.queue.clone(), EVENTS.name, handler, shutdown.clone(), BATCH_WINDOW))
+                tokio::spawn(worker::run_batched(
+                    state.queue.clone(),
+                    EVENTS.name,
+                    handler,
+                    shutdown.clone(),
+                    BATCH_WINDOW,
+                ))
             })
             .collect();
         tasks.push(tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())));

@@ -14,7 +14,7 @@ use super::AppState;
 use crate::domain::ids::{AccountKey, PublicationId};
 use crate::http::ApiError;
 use crate::http::body::RawBody;
-use crate::http::context::{finish, record_publication};
+use crate::http::context::{finish, record_event, record_publication};
 use crate::http::extract::Path;
 use crate::queue::{EVENTS, OutMessage};
 use crate::stripe::event::Event;
@@ -70,7 +70,7 @@ async fn receive(
         .send(EVENTS.name, &[OutMessage::new(envelope::encode(&header, text))])
         .await
         .map_err(|e| ApiError::Unavailable(format!("could not queue event {}: {e}", event.id)))?;
-    tracing::info!(event_id = %event.id, kind = %event.kind, "Stripe event queued");
+    record_event(event.id.as_str(), &event.kind);
     state.receipts.note(state.store.as_ref(), &header, Some(&event.kind)).await;
     Ok(Json(json!({ "received": true })))
 }

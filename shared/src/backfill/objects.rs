@@ -78,7 +78,7 @@ pub fn owner(kind: ObjectKind, object: &Value) -> Option<&str> {
 pub fn event(kind: ObjectKind, job: &str, object: Value, listed_at: i64) -> Option<Event> {
     let id = event_id(job, object.get("id").and_then(Value::as_str)?)?;
     let created = happened_at(kind, &object).unwrap_or(listed_at);
-    Some(Event::backfilled(id, event_prefix(kind), object, created))
+    Event::backfilled(id, event_prefix(kind), &object, created).ok()
 }
 
 #[cfg(test)]

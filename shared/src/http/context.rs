@@ -1,6 +1,6 @@
 //! Every request runs in a span carrying its request id (Lambda's, the caller's `x-request-id`,
-//! or a new one) and, once known, the publication id, so each log line names both. Also the
-//! layers every router gets: body limit, panic → 500 JSON, JSON 404/405.
+//! or a new one) and, once known, the publication id and a webhook's event, so each log line names
+//! them. Also the layers every router gets: body limit, panic → 500 JSON, JSON 404/405.
 
 use std::time::Instant;
 
@@ -46,6 +46,8 @@ async fn in_request_span(req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
         publication_id = tracing::field::Empty,
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
     );
     let started = Instant::now();
     let mut response = CURRENT_REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
@@ -70,6 +72,14 @@ pub fn record_publication(id: &PublicationId) {
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
     ApiError::Internal("panic".into()).into_response()
+}
+
+/// Names the provider event a webhook request delivered on its span: its "request done" line says
+/// what was queued, without a line of its own per event.
+pub fn record_event(id: &str, event_type: &str) {
+    let span = tracing::Span::current();
+    span.record("event_id", id);
+    span.record("event_type", event_type);
 }
 
 /// Wraps a function's routes with the layers every route shares.
