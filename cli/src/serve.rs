@@ -32,7 +32,7 @@ pub struct Args {
     demo: bool,
     /// Batches of the events queue applied at once, as concurrent Lambda invocations of
     /// `webhook-worker` would: their writes share the embedded store's commits.
-    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     event_workers: u16,
 }
 
@@ -123,7 +123,7 @@ impl Workers {
         let forwards = Arc::new(ForwardWorker::new(Arc::new(Forwarder::new(allow_private))));
         let jobs = JobWorker::new(state.store.clone(), state.stripe.clone(), state.queue.clone(), JOB_SLICE);
         let jobs = Arc::new(jobs.with_shutdown(shutdown.clone()));
-        // One poller applies a batch at a time, and each of its commits costs the same two fsyncs
+        // One poller applies a batch at a time, and each of its commits costs the same fsync
         // whether it holds one batch's writes or several: batches in parallel share them.
         let mut tasks: Vec<_> = (0..event_workers)
             .map(|_| {

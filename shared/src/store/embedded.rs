@@ -35,7 +35,7 @@ pub struct EmbeddedStore {
     inner: Arc<Writer>,
 }
 
-/// The writer thread: group commit. Every write waits for a commit, which costs two fsyncs whatever
+/// The writer thread: group commit. Every write waits for a commit, which costs an fsync whatever
 /// it holds; the writes that arrive while one commits go together in the next, so concurrent writers
 /// (the event worker, a backfill) share commits instead of queueing for one each.
 struct Writer {
