@@ -125,6 +125,60 @@ async fn worker_acknowledges_successes_and_retries_failures(queue: Q) {
     assert_eq!(queue.depth("fast").await.unwrap(), 0);
 }
 
+/// Records the bodies of every batch it is given.
+#[derive(Default)]
+struct Batches {
+    seen: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+impl Batches {
+    fn messages(&self) -> usize {
+        self.seen.lock().unwrap().iter().map(Vec::len).sum()
+    }
+
+    async fn wait_for(&self, messages: usize) {
+        for _ in 0..100 {
+            if self.messages() >= messages {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for Batches {
+    async fn handle(&self, batch: &[Received]) -> Vec<String> {
+        self.seen.lock().unwrap().push(batch.iter().map(|m| m.body.clone()).collect());
+        Vec::new()
+    }
+}
+
+async fn a_batched_worker_waits_for_its_batch_to_fill(queue: Q) {
+    let handler = Arc::new(Batches::default());
+    let stop = CancellationToken::new();
+    // Within FAST's 1 s visibility timeout, so a batch is handled before its first message returns.
+    let window = Duration::from_millis(500);
+    let task = tokio::spawn(worker::run_batched(queue.clone(), "fast", handler.clone(), stop.clone(), window));
+    // Sent one at a time, as webhooks send them: an idle worker without a window takes each as it
+    // comes (13 batches). Ten make one full batch; three more, a short one once the window has passed.
+    for round in [0..10, 10..13] {
+        let last = round.end;
+        for i in round {
+            queue.send("fast", &[OutMessage::new(format!("m-{i}"))]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        handler.wait_for(last).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("worker stops on shutdown").unwrap();
+    let batches = handler.seen.lock().unwrap().clone();
+    let bodies: BTreeSet<&String> = batches.iter().flatten().collect();
+    assert_eq!((handler.messages(), bodies.len()), (13, 13), "each message handled once: {batches:?}");
+    assert!(batches.len() <= 4, "13 messages sent one by one came in {} batches: {batches:?}", batches.len());
+    assert_eq!(queue.depth("fast").await.unwrap(), 0);
+}
+
 /// Puts `bodies` in the dead-letter queue of FAST the way they get there in production: received
 /// `max_receive_count` times without an acknowledgement.
 async fn dead_letter(queue: &Q, bodies: &[&str]) {
@@ -216,6 +270,7 @@ queue_contract!(
     delayed_messages_wait,
     bad_sends_are_refused,
     worker_acknowledges_successes_and_retries_failures,
+    a_batched_worker_waits_for_its_batch_to_fill,
     peek_shows_messages_and_leaves_them,
     redrive_moves_dead_letters_back,
     redrive_to_a_missing_queue_keeps_the_dead_letters,
