@@ -194,7 +194,7 @@ async fn settle(queue: &dyn Queue, name: &str, batch: &[Received], failed: &[Str
 pub async fn drain(queue: &dyn Queue, name: &str, handler: &dyn BatchHandler) -> Result<(), QueueError> {
     let at_once = Backoff { base: Duration::ZERO, max: Duration::ZERO };
     loop {
-        let batch = queue.receive(name, 10, Duration::ZERO).await?;
+        let batch = queue.receive(name, BATCH as u32, Duration::ZERO).await?;
         if batch.is_empty() {
             return Ok(());
         }
