@@ -10,7 +10,7 @@ use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
 use shared::store::Store;
 use shared::store::dynamo::DynamoStore;
-use shared::store::embedded::EmbeddedStore;
+use shared::store::embedded::{self, EmbeddedStore};
 
 #[derive(clap::Args)]
 pub struct StoreArgs {
@@ -22,6 +22,10 @@ pub struct StoreArgs {
     pub dynamodb: bool,
     #[arg(long, env = "CRM_TABLE_NAME", default_value = "crm")]
     pub table: String,
+    /// Embedded store: fsync the latest commits together at most this many milliseconds apart,
+    /// answering writes once applied; 0 fsyncs every commit before answering its writes.
+    #[arg(long, env = "CRM_SYNC_EVERY_MS", default_value_t = 0)]
+    pub sync_every_ms: u64,
 }
 
 impl StoreArgs {
@@ -35,11 +39,9 @@ impl StoreArgs {
         }
         std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
         let path = self.data_dir.join("crm.redb");
-        let opened = match cache {
-            Some(bytes) => EmbeddedStore::open_with_cache(&path, bytes),
-            None => EmbeddedStore::open(&path),
-        };
-        Ok(Arc::new(opened.with_context(|| {
+        let options =
+            embedded::Options { cache_bytes: cache, sync_every: std::time::Duration::from_millis(self.sync_every_ms) };
+        Ok(Arc::new(EmbeddedStore::open_with(&path, &options).with_context(|| {
             format!("opening {} (while `crm serve` runs on it, use its HTTP routes instead)", path.display())
         })?))
     }

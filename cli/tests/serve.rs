@@ -105,6 +105,26 @@ async fn serve_embedded_round_trips_and_persists() {
     assert!(again.stop().success());
 }
 
+/// With `--sync-every-ms`, writes are answered before their fsync; the writer still makes them durable
+/// within that interval on its own, so a process killed without warning a little later keeps them.
+#[tokio::test]
+async fn writes_answered_before_their_fsync_survive_a_kill_after_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut server = Server::start(&["--data-dir", data, "--sync-every-ms", "200"], &[]);
+    let token = server.token.clone().expect("a generated admin token is printed");
+    round_trip(&server.base, &token, "kept").await;
+    // No write follows: only the writer's own timer can sync this one.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.child.kill().expect("SIGKILL crm serve");
+    server.child.wait().expect("reap crm serve");
+
+    let again = Server::start(&["--data-dir", data], &[]);
+    let got: Value = get_json(&http_client(), format!("{}/admin/publications/kept", again.base), &token).await;
+    assert_eq!(got["name"], "Daily Example", "{got}");
+    assert!(again.stop().success());
+}
+
 #[tokio::test]
 async fn serve_dynamodb_uses_tables_created_by_the_cli() {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")

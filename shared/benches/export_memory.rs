@@ -13,7 +13,7 @@ use shared::domain::customer::Customer;
 use shared::domain::ids::{AccountKey, Email, PublicationId};
 use shared::domain::money::Currency;
 use shared::export::{Export, Format, Kind};
-use shared::store::embedded::EmbeddedStore;
+use shared::store::embedded::{EmbeddedStore, Options};
 use shared::store::repo::customers;
 
 fn peak_rss_kib() -> u64 {
@@ -71,7 +71,8 @@ async fn main() {
     let store = if mode == "load" {
         EmbeddedStore::open(&path).expect("open redb")
     } else {
-        EmbeddedStore::open_with_cache(&path, 16 << 20).expect("open redb")
+        EmbeddedStore::open_with(&path, &Options { cache_bytes: Some(16 << 20), ..Options::default() })
+            .expect("open redb")
     };
     let publication = PublicationId::parse("bench").expect("id");
     let started = Instant::now();

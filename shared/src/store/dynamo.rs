@@ -366,7 +366,7 @@ impl DynamoStore {
             }
             WriteOp::Check { key, cond } => {
                 let current = self.get(key).await?;
-                if cond.holds(current.as_ref()) { Ok(()) } else { Err(failed) }
+                if cond.holds(current.as_ref().map(|item| item.version)) { Ok(()) } else { Err(failed) }
             }
         }
     }

@@ -8,6 +8,7 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -28,6 +29,19 @@ type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 /// Writes taken into one transaction, at most: one commit (and its fsyncs) for all of them.
 const MAX_BATCH: usize = 128;
+
+/// How a store is opened.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Page cache of at most this many bytes: a one-pass reader (an export) needs little, and redb's
+    /// default would fill up to a gigabyte of memory with pages read once.
+    pub cache_bytes: Option<usize>,
+    /// Zero: every commit is fsynced before its writes are answered. Otherwise commits are answered once
+    /// applied and visible, and fsynced together at most this long after the last fsync (and at close):
+    /// a crash of the machine loses at most that much of the latest writes, for a fraction of the
+    /// writer's CPU under load (docs/PERFORMANCE.md, "Load").
+    pub sync_every: Duration,
+}
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -54,8 +68,28 @@ impl Drop for Writer {
     }
 }
 
-fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>) {
-    while let Ok(first) = pending.recv() {
+fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>, sync_every: Duration) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut last_sync = Instant::now();
+    // Commits made since the last fsync: made durable at the latest `sync_every` after it.
+    let mut unsynced = false;
+    loop {
+        let first = if unsynced {
+            match pending.recv_timeout(sync_every.saturating_sub(last_sync.elapsed())) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    sync(db);
+                    (unsynced, last_sync) = (false, Instant::now());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match pending.recv() {
+                Ok(first) => first,
+                Err(_) => break,
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match pending.try_recv() {
@@ -63,20 +97,41 @@ fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let (replies, results) = commit_batch(db, batch);
+        let durable = last_sync.elapsed() >= sync_every;
+        let (replies, results) = commit_batch(db, batch, durable);
+        if durable {
+            (unsynced, last_sync) = (false, Instant::now());
+        } else {
+            unsynced = true;
+        }
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
+    }
+    if unsynced {
+        sync(db);
+    }
+}
+
+/// An empty durable commit: makes every commit before it durable.
+fn sync(db: &Database) {
+    let outcome = db.begin_write().map_err(redb::Error::from).and_then(|txn| txn.commit().map_err(redb::Error::from));
+    if let Err(e) = outcome {
+        // The next durable commit (or closing the file) persists them; nothing to answer here.
+        tracing::error!(error = %e, "embedded store: syncing the latest commits failed");
     }
 }
 
 /// Applies a batch in one transaction; each write gets its own answer, or all get the failure of
 /// the transaction itself.
-fn commit_batch(db: &Database, batch: Vec<Pending>) -> (Vec<Reply>, Vec<Result<(), StoreError>>) {
+fn commit_batch(db: &Database, batch: Vec<Pending>, durable: bool) -> (Vec<Reply>, Vec<Result<(), StoreError>>) {
     let now = now_epoch();
     let mut replies = Vec::with_capacity(batch.len());
     let outcome = (|| {
-        let txn = db.begin_write().map_err(backend)?;
+        let mut txn = db.begin_write().map_err(backend)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(backend)?;
+        }
         let mut results = Vec::with_capacity(batch.len());
         {
             let mut items = txn.open_table(ITEMS).map_err(backend)?;
@@ -105,20 +160,17 @@ fn commit_batch(db: &Database, batch: Vec<Pending>) -> (Vec<Reply>, Vec<Result<(
 
 impl EmbeddedStore {
     /// Opens (or creates) the store file, e.g. `<data-dir>/crm.redb`, with redb's default page cache
-    /// (fast for a long-running `crm serve`).
+    /// (fast for a long-running `crm serve`), every write durable before it is answered.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, redb::Builder::new())
+        Self::open_with(path, &Options::default())
     }
 
-    /// Opens the store with a page cache of at most `bytes`: a one-pass reader (an export) needs little,
-    /// and redb's default would fill up to a gigabyte of memory with pages read once.
-    pub fn open_with_cache(path: &Path, bytes: usize) -> Result<Self, StoreError> {
+    pub fn open_with(path: &Path, options: &Options) -> Result<Self, StoreError> {
         let mut builder = redb::Builder::new();
-        builder.set_cache_size(bytes);
-        Self::open_with(path, builder)
-    }
-
-    fn open_with(path: &Path, builder: redb::Builder) -> Result<Self, StoreError> {
+        if let Some(bytes) = options.cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let sync_every = options.sync_every;
         let db = builder.create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(ITEMS).map_err(backend)?;
@@ -130,7 +182,7 @@ impl EmbeddedStore {
             let db = db.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || write_batches(&db, &pending))
+                .spawn(move || write_batches(&db, &pending, sync_every))
                 .map_err(backend)?
         };
         Ok(Self { db, inner: Arc::new(Writer { writer: Some(writer), thread: Some(thread) }) })
@@ -199,25 +251,28 @@ fn apply(
 ) -> Result<(), StoreError> {
     let mut current = Vec::with_capacity(ops.len());
     for (index, op) in ops.iter().enumerate() {
-        let found = read_item(&*items, op.key(), now)?;
-        if !op.cond().holds(found.as_ref()) {
+        // An expired item still occupies its key (and index entry) until overwritten.
+        let stored = read_head(&*items, op.key())?;
+        let live = stored.as_ref().filter(|head| head.is_live(now));
+        if !op.cond().holds(live.map(|head| head.version)) {
             // Nothing of this write was applied yet: the batch's transaction goes on without it.
             return Err(StoreError::ConditionFailed { index });
         }
-        // An expired item still occupies its key (and index entry) until overwritten.
-        current.push(read_item(&*items, op.key(), i64::MIN)?);
+        current.push(stored.and_then(|head| head.gsi1));
     }
-    for (op, old) in ops.into_iter().zip(current) {
-        let old_gsi = old.and_then(|o| o.gsi1);
+    for (op, old_gsi) in ops.into_iter().zip(current) {
         match op {
             WriteOp::Put { item, .. } => {
-                if let Some(g) = &old_gsi {
-                    gsi.remove((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()))
-                        .map_err(backend)?;
-                }
-                if let Some(g) = &item.gsi1 {
-                    gsi.insert((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()), ())
-                        .map_err(backend)?;
+                // An unchanged index entry is left alone: rewriting it would dirty its page for nothing.
+                if old_gsi != item.gsi1 {
+                    if let Some(g) = &old_gsi {
+                        gsi.remove((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()))
+                            .map_err(backend)?;
+                    }
+                    if let Some(g) = &item.gsi1 {
+                        gsi.insert((g.pk.as_str(), g.sk.as_str(), item.key.pk.as_str(), item.key.sk.as_str()), ())
+                            .map_err(backend)?;
+                    }
                 }
                 items
                     .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
@@ -382,34 +437,66 @@ fn encode(item: &Item) -> Vec<u8> {
     out
 }
 
+/// What `apply` needs of a stored item to check a condition and move its index entry: all but the doc.
+struct Head {
+    version: u64,
+    expires_at: Option<i64>,
+    gsi1: Option<Key>,
+}
+
+impl Head {
+    fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+fn read_head(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    key: &Key,
+) -> Result<Option<Head>, StoreError> {
+    let Some(guard) = table.get((key.pk.as_str(), key.sk.as_str())).map_err(backend)? else {
+        return Ok(None);
+    };
+    Ok(Some(decode_head(key, guard.value())?.0))
+}
+
 fn decode(key: Key, bytes: &[u8]) -> Result<Item, StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("item {}/{}", key.pk, key.sk));
+    let (Head { version, expires_at, gsi1 }, doc) = decode_head(&key, bytes)?;
+    let doc = std::str::from_utf8(doc).map_err(|_| corrupt(&key))?.to_owned();
+    Ok(Item { key, gsi1, version, expires_at, doc })
+}
+
+fn corrupt(key: &Key) -> StoreError {
+    StoreError::Corrupt(format!("item {}/{}", key.pk, key.sk))
+}
+
+/// The head of a stored value and the bytes of its doc.
+fn decode_head<'v>(key: &Key, bytes: &'v [u8]) -> Result<(Head, &'v [u8]), StoreError> {
     let mut rest = bytes;
-    let mut take = |n: usize| -> Result<&[u8], StoreError> {
+    let mut take = |n: usize| -> Result<&'v [u8], StoreError> {
         if rest.len() < n {
-            return Err(corrupt());
+            return Err(corrupt(key));
         }
         let (head, tail) = rest.split_at(n);
         rest = tail;
         Ok(head)
     };
-    let version = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?);
+    let version = u64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt(key))?);
     let expires_at = match take(1)?[0] {
         0 => None,
-        _ => Some(i64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt())?)),
+        _ => Some(i64::from_le_bytes(take(8)?.try_into().map_err(|_| corrupt(key))?)),
     };
     let gsi1 = match take(1)?[0] {
         0 => None,
         _ => {
             let mut parts = [String::new(), String::new()];
             for part in &mut parts {
-                let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
-                *part = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
+                let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt(key))?) as usize;
+                *part = std::str::from_utf8(take(len)?).map_err(|_| corrupt(key))?.to_owned();
             }
             let [pk, sk] = parts;
             Some(Key { pk, sk })
         }
     };
-    let doc = String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?;
-    Ok(Item { key, gsi1, version, expires_at, doc })
+    Ok((Head { version, expires_at, gsi1 }, rest))
 }

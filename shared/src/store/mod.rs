@@ -76,12 +76,13 @@ pub enum Cond {
 }
 
 impl Cond {
-    pub(crate) fn holds(self, current: Option<&Item>) -> bool {
+    /// Whether the condition holds on the live item of version `current` (`None`: absent or expired).
+    pub(crate) fn holds(self, current: Option<u64>) -> bool {
         match (self, current) {
             (Cond::None, _) => true,
             (Cond::NotExists, current) => current.is_none(),
             (Cond::Exists, current) => current.is_some(),
-            (Cond::Version(v), Some(item)) => item.version == v,
+            (Cond::Version(v), Some(version)) => version == v,
             (Cond::Version(_), None) => false,
         }
     }
