@@ -105,6 +105,22 @@ async fn serve_embedded_round_trips_and_persists() {
     assert!(again.stop().success());
 }
 
+/// A normal stop syncs what the interval had not yet: nothing of a minute's writes is lost.
+#[tokio::test]
+async fn a_graceful_stop_syncs_the_writes_the_interval_had_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = Server::start(&["--data-dir", data, "--sync-every-ms", "60000"], &[]);
+    let token = server.token.clone().expect("a generated admin token is printed");
+    round_trip(&server.base, &token, "stopped").await;
+    assert!(server.stop().success(), "graceful shutdown exits 0");
+
+    let again = Server::start(&["--data-dir", data], &[]);
+    let got: Value = get_json(&http_client(), format!("{}/admin/publications/stopped", again.base), &token).await;
+    assert_eq!(got["name"], "Daily Example", "{got}");
+    assert!(again.stop().success());
+}
+
 /// With `--sync-every-ms`, writes are answered before their fsync; the writer still makes them durable
 /// within that interval on its own, so a process killed without warning a little later keeps them.
 #[tokio::test]
