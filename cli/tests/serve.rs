@@ -114,11 +114,7 @@ async fn a_graceful_stop_syncs_the_writes_the_interval_had_not() {
     let token = server.token.clone().expect("a generated admin token is printed");
     round_trip(&server.base, &token, "stopped").await;
     assert!(server.stop().success(), "graceful shutdown exits 0");
-
-    let again = Server::start(&["--data-dir", data], &[]);
-    let got: Value = get_json(&http_client(), format!("{}/admin/publications/stopped", again.base), &token).await;
-    assert_eq!(got["name"], "Daily Example", "{got}");
-    assert!(again.stop().success());
+    assert_kept_after_restart(data, &token, "stopped").await;
 }
 
 /// With `--sync-every-ms`, writes are answered before their fsync; the writer still makes them durable
@@ -134,9 +130,14 @@ async fn writes_answered_before_their_fsync_survive_a_kill_after_the_interval() 
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.child.kill().expect("SIGKILL crm serve");
     server.child.wait().expect("reap crm serve");
+    assert_kept_after_restart(data, &token, "kept").await;
+}
 
+/// A new `crm serve` on `data` finds the publication `round_trip` wrote.
+async fn assert_kept_after_restart(data: &str, token: &str, publication: &str) {
     let again = Server::start(&["--data-dir", data], &[]);
-    let got: Value = get_json(&http_client(), format!("{}/admin/publications/kept", again.base), &token).await;
+    let url = format!("{}/admin/publications/{publication}", again.base);
+    let got: Value = get_json(&http_client(), url, token).await;
     assert_eq!(got["name"], "Daily Example", "{got}");
     assert!(again.stop().success());
 }
