@@ -78,8 +78,9 @@ fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>, sy
             match pending.recv_timeout(sync_every.saturating_sub(last_sync.elapsed())) {
                 Ok(first) => first,
                 Err(RecvTimeoutError::Timeout) => {
-                    sync(db);
-                    (unsynced, last_sync) = (false, Instant::now());
+                    // A failed sync is tried again an interval later.
+                    unsynced = !sync(db);
+                    last_sync = Instant::now();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -98,11 +99,11 @@ fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>, sy
             }
         }
         let durable = last_sync.elapsed() >= sync_every;
-        let (replies, results) = commit_batch(db, batch, durable);
-        if durable {
+        let (replies, results, committed) = commit_batch(db, batch, durable);
+        if durable && committed {
             (unsynced, last_sync) = (false, Instant::now());
         } else {
-            unsynced = true;
+            unsynced |= committed;
         }
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
@@ -113,18 +114,18 @@ fn write_batches(db: &Database, pending: &std::sync::mpsc::Receiver<Pending>, sy
     }
 }
 
-/// An empty durable commit: makes every commit before it durable.
-fn sync(db: &Database) {
+/// An empty durable commit: makes every commit before it durable. Answers whether it did.
+fn sync(db: &Database) -> bool {
     let outcome = db.begin_write().map_err(redb::Error::from).and_then(|txn| txn.commit().map_err(redb::Error::from));
-    if let Err(e) = outcome {
-        // The next durable commit (or closing the file) persists them; nothing to answer here.
+    if let Err(e) = &outcome {
         tracing::error!(error = %e, "embedded store: syncing the latest commits failed");
     }
+    outcome.is_ok()
 }
 
 /// Applies a batch in one transaction; each write gets its own answer, or all get the failure of
-/// the transaction itself.
-fn commit_batch(db: &Database, batch: Vec<Pending>, durable: bool) -> (Vec<Reply>, Vec<Result<(), StoreError>>) {
+/// the transaction itself. Also answers whether the transaction was committed.
+fn commit_batch(db: &Database, batch: Vec<Pending>, durable: bool) -> (Vec<Reply>, Vec<Result<(), StoreError>>, bool) {
     let now = now_epoch();
     let mut replies = Vec::with_capacity(batch.len());
     let outcome = (|| {
@@ -150,10 +151,10 @@ fn commit_batch(db: &Database, batch: Vec<Pending>, durable: bool) -> (Vec<Reply
         Ok(results)
     })();
     match outcome {
-        Ok(results) => (replies, results),
+        Ok(results) => (replies, results, true),
         Err(e) => {
             let n = replies.len();
-            (replies, vec![Err(e); n])
+            (replies, vec![Err(e); n], false)
         }
     }
 }
