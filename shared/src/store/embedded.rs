@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Cursor, Index, Item, Key, Page, Query, SkCond, Store, StoreError, WriteOp, now_epoch, validate_ops};
+use super::{
+    Cursor, Index, Item, Key, Page, Query, SkCond, Store, StoreError, WriteOp, live_at, now_epoch, validate_ops,
+};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 /// (gsi1pk, gsi1sk, pk, sk) → nothing: the index entry points at the item.
@@ -27,7 +29,7 @@ struct Pending {
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
-/// Writes taken into one transaction, at most: one commit (and its fsyncs) for all of them.
+/// Writes taken into one transaction, at most: one commit (and its fsync, when it has one) for all of them.
 const MAX_BATCH: usize = 128;
 
 /// How a store is opened.
@@ -50,8 +52,9 @@ pub struct EmbeddedStore {
 }
 
 /// The writer thread: group commit. Every write waits for a commit, which costs an fsync whatever
-/// it holds; the writes that arrive while one commits go together in the next, so concurrent writers
-/// (the event worker, a backfill) share commits instead of queueing for one each.
+/// it holds (or, with `Options::sync_every`, a share of the next timed one); the writes that arrive
+/// while one commits go together in the next, so concurrent writers (the event worker, a backfill)
+/// share commits instead of queueing for one each.
 struct Writer {
     writer: Option<std::sync::mpsc::Sender<Pending>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -447,7 +450,7 @@ struct Head {
 
 impl Head {
     fn is_live(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|t| t > now)
+        live_at(self.expires_at, now)
     }
 }
 

@@ -61,8 +61,14 @@ impl Item {
     }
 
     pub(crate) fn is_live(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|t| t > now)
+        live_at(self.expires_at, now)
     }
+}
+
+/// Whether an item that expires at `expires_at` (epoch seconds) still counts at `now`: from its
+/// expiry on it is absent, as for DynamoDB's `ttl <= :now` conditions.
+pub(crate) fn live_at(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|t| t > now)
 }
 
 /// Condition on the current state of an item, checked atomically with the write.
