@@ -50,20 +50,19 @@ impl<'writer> FormatFields<'writer> for SplicedJsonFields {
             return Ok(());
         }
         let object = &mut current.fields;
-        match object.strip_suffix('}') {
-            // Both are objects: the new members go before the closing brace. A field recorded twice
-            // appears twice, and the last one is what a JSON reader keeps (the formatter's own does).
-            Some(head) => {
-                let len = head.len();
-                object.truncate(len);
-                if !object.ends_with('{') {
-                    object.push(',');
-                }
-                object.push_str(members);
-                object.push('}');
-            }
-            None => object.push_str(&added),
+        if !object.ends_with('}') {
+            // No fields yet: what was recorded is the whole object.
+            object.push_str(&added);
+            return Ok(());
         }
+        // Both are objects: the new members go before the closing brace. A field recorded twice
+        // appears twice, and the last one is what a JSON reader keeps (the formatter's own does).
+        object.pop();
+        if !object.ends_with('{') {
+            object.push(',');
+        }
+        object.push_str(members);
+        object.push('}');
         Ok(())
     }
 }
