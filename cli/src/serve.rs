@@ -31,18 +31,9 @@ pub struct Args {
     #[arg(long)]
     demo: bool,
     /// Batches of the events queue applied at once, as concurrent Lambda invocations of
-    /// `webhook-worker` would. Default: 16 when every commit is fsynced (their writes share each
-    /// fsync), 4 with `--sync-every-ms` (commits are quick, and more batches only compete with the
-    /// webhooks for the cores).
-    #[arg(long, env = "CRM_EVENT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
-    event_workers: Option<u16>,
-}
-
-impl Args {
-    fn event_workers(&self) -> u16 {
-        let default = if self.store.sync_every_ms == 0 || self.store.dynamodb { 16 } else { 4 };
-        self.event_workers.unwrap_or(default)
-    }
+    /// `webhook-worker` would: their writes share the embedded store's commits.
+    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    event_workers: u16,
 }
 
 /// The operator key: `CRM_ADMIN_TOKEN`, or one generated once and kept in the data directory.
@@ -79,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let piano = Arc::new(HttpPiano::new());
     let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);
     let app = api::all_routes(state.clone());
-    let workers = Workers::start(&state, args.event_workers());
+    let workers = Workers::start(&state, args.event_workers);
 
     let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let store_kind = if args.store.dynamodb { "dynamodb" } else { "embedded" };
