@@ -148,6 +148,27 @@ async fn a_queue_failure_answers_5xx() {
     assert!(answer["error"].is_string());
 }
 
+/// `crm serve`'s in-process queue, full: the delivery is refused with a 503 (Stripe retries it later),
+/// and what was queued before stays as it was.
+#[tokio::test]
+async fn a_full_in_process_queue_answers_503() {
+    let store = support::embedded_store();
+    let world = World::new(store.store.clone()).await;
+    let body = sample();
+    // Room for one message (the body and a header line of under 400 bytes), not for two.
+    assert!(body.len() > 400);
+    let room = body.len() + 400;
+    let queue = shared::queue::memory::MemoryQueue::with_max_bytes(shared::queue::ALL, room);
+    let state = AppState { queue: Arc::new(queue), ..world.state.clone() };
+    let signature = sign(&body, w::WEBHOOK_SECRET, now());
+    let (status, _) = post(&state, PATH, Some(&signature), body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = post(&state, PATH, Some(&signature), body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(answer["error"].is_string(), "{answer}");
+    assert_eq!(state.queue.depth(EVENTS.name).await.unwrap(), 1);
+}
+
 /// The deployed path on the emulator: signed events over HTTP → SQS → the worker loop → DynamoDB,
 /// delivered twice and in reverse order, read back over the customers API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

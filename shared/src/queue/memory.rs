@@ -1,6 +1,8 @@
 //! In-process adapter of the `Queue` port for `crm serve`: the same visibility-timeout and
 //! dead-letter semantics as SQS, kept in memory (messages do not survive a restart; the
-//! webhook senders retry anything that was not acknowledged).
+//! webhook senders retry anything that was not acknowledged). Each queue holds at most
+//! `MAX_BYTES` of message bodies: past that, sends are refused (the webhooks answer 503 and their
+//! senders retry later) instead of the process growing until the machine runs out of memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -23,10 +25,17 @@ struct State {
     waiting: VecDeque<Message>,
     /// Received and not yet deleted, by receipt.
     in_flight: HashMap<String, Message>,
+    /// The bodies of `waiting` and `in_flight` together.
+    bytes: usize,
 }
+
+/// What one queue may hold, in message bytes, before sends are refused: some 150,000 Stripe events
+/// of the usual 3.5 KB, minutes of backlog at thousands of events a second.
+pub const MAX_BYTES: usize = 512 << 20;
 
 struct MemQueue {
     visibility: Duration,
+    max_bytes: usize,
     /// Receives allowed before redrive, with the dead-letter queue's name.
     redrive: Option<(u32, &'static str)>,
     state: Mutex<State>,
@@ -40,11 +49,17 @@ pub struct MemoryQueue {
 
 impl MemoryQueue {
     pub fn new(defs: &[QueueDef]) -> Self {
+        Self::with_max_bytes(defs, MAX_BYTES)
+    }
+
+    /// Queues that each hold at most `max_bytes` of message bodies.
+    pub fn with_max_bytes(defs: &[QueueDef], max_bytes: usize) -> Self {
         let mut queues = HashMap::new();
         let make = |visibility_secs: u32, redrive| MemQueue {
             visibility: Duration::from_secs(u64::from(visibility_secs)),
+            max_bytes,
             redrive,
-            state: Mutex::new(State { waiting: VecDeque::new(), in_flight: HashMap::new() }),
+            state: Mutex::new(State { waiting: VecDeque::new(), in_flight: HashMap::new(), bytes: 0 }),
             arrived: Notify::new(),
         };
         for def in defs {
@@ -58,9 +73,13 @@ impl MemoryQueue {
         self.queues.get(name).ok_or_else(|| QueueError::UnknownQueue(name.to_owned()))
     }
 
+    /// Moves a message in (a dead letter: never refused, whatever the queue holds).
     async fn push(&self, name: &str, message: Message) -> Result<(), QueueError> {
         let q = self.queue(name)?;
-        q.state.lock().await.waiting.push_back(message);
+        let mut state = q.state.lock().await;
+        state.bytes += message.body.len();
+        state.waiting.push_back(message);
+        drop(state);
         q.arrived.notify_one();
         Ok(())
     }
@@ -76,7 +95,10 @@ impl MemoryQueue {
             for receipt in expired {
                 if let Some(message) = state.in_flight.remove(&receipt) {
                     match q.redrive {
-                        Some((max, _)) if message.receive_count >= max => dead.push(message),
+                        Some((max, _)) if message.receive_count >= max => {
+                            state.bytes -= message.body.len();
+                            dead.push(message);
+                        }
                         _ => state.waiting.push_back(message),
                     }
                 }
@@ -101,6 +123,14 @@ impl Queue for MemoryQueue {
         let now = Instant::now();
         {
             let mut state = q.state.lock().await;
+            let adding: usize = messages.iter().map(|m| m.body.len()).sum();
+            if state.bytes + adding > q.max_bytes {
+                return Err(QueueError::Unavailable(format!(
+                    "the in-process queue {queue} is full ({} MB waiting or in flight)",
+                    state.bytes >> 20
+                )));
+            }
+            state.bytes += adding;
             for m in messages {
                 state.waiting.push_back(Message {
                     id: ulid::Ulid::new().to_string(),
@@ -167,7 +197,9 @@ impl Queue for MemoryQueue {
         let q = self.queue(queue)?;
         let mut state = q.state.lock().await;
         for r in receipts {
-            state.in_flight.remove(r);
+            if let Some(message) = state.in_flight.remove(r) {
+                state.bytes -= message.body.len();
+            }
         }
         Ok(())
     }
@@ -204,5 +236,32 @@ impl Queue for MemoryQueue {
                 receive_count: m.receive_count,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::EVENTS;
+
+    fn message(body: &str) -> OutMessage {
+        OutMessage { body: body.into(), delay_seconds: 0 }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_sends_until_its_messages_are_deleted() {
+        let queue = MemoryQueue::with_max_bytes(&[EVENTS], 10);
+        let name = EVENTS.name;
+        queue.send(name, &[message("12345"), message("12345")]).await.expect("10 bytes fit");
+        assert!(matches!(queue.send(name, &[message("1")]).await, Err(QueueError::Unavailable(_))));
+
+        // A received message still takes its room until it is deleted.
+        let received = queue.receive(name, 1, Duration::ZERO).await.expect("receive");
+        assert_eq!(received.len(), 1);
+        assert!(matches!(queue.send(name, &[message("1")]).await, Err(QueueError::Unavailable(_))));
+        queue.delete(name, &[received[0].receipt.clone()]).await.expect("delete");
+        queue.send(name, &[message("12345")]).await.expect("room again");
+        assert!(matches!(queue.send(name, &[message("1")]).await, Err(QueueError::Unavailable(_))));
+        assert_eq!(queue.depth(name).await.expect("depth"), 2);
     }
 }
