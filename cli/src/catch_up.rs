@@ -43,7 +43,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map(|t| t.unix_timestamp());
     let store = args.store.open(None).await?;
     let stripe = Arc::new(HttpStripe::from_env()?);
-    let queue = crate::store_args::open_queues(args.store.dynamodb, &args.queue_prefix).await?;
+    let queue =
+        crate::store_args::open_queues(args.store.dynamodb, &args.queue_prefix, shared::queue::memory::MAX_BYTES)
+            .await?;
     let request = Request { publication, account, since, dry_run: args.dry_run };
     let now = shared::store::now_epoch();
     let report = catch_up::run(store.as_ref(), stripe.clone(), queue.as_ref(), &request, now).await?;

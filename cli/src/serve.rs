@@ -27,6 +27,11 @@ pub struct Args {
     store: crate::store_args::StoreArgs,
     #[arg(long, env = "CRM_QUEUE_PREFIX", default_value = "crm")]
     queue_prefix: String,
+    /// In-process queues (without `--dynamodb`): the messages each may hold, in MiB; past that the
+    /// webhooks answer 503 and the providers deliver again later.
+    #[arg(long, env = "CRM_QUEUE_MAX_MB", default_value_t = (shared::queue::memory::MAX_BYTES >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    queue_max_mb: u64,
     /// Creates (once) a publication `demo` with a Stripe account and prints its keys.
     #[arg(long)]
     demo: bool,
@@ -65,7 +70,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let token = admin_token(&data_dir)?;
     let store = args.store.open(None).await?;
-    let queue = crate::store_args::open_queues(args.store.dynamodb, &args.queue_prefix).await?;
+    let queue = crate::store_args::open_queues(
+        args.store.dynamodb,
+        &args.queue_prefix,
+        usize::try_from(args.queue_max_mb << 20).unwrap_or(usize::MAX),
+    )
+    .await?;
     let stripe = Arc::new(HttpStripe::from_env()?);
     let piano = Arc::new(HttpPiano::new());
     let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);

@@ -48,10 +48,10 @@ impl StoreArgs {
 }
 
 /// The queues going with the store: SQS's `{prefix}-…` with `--dynamodb`, otherwise in-process ones
-/// (which live as long as this process).
-pub async fn open_queues(dynamodb: bool, prefix: &str) -> anyhow::Result<Arc<dyn Queue>> {
+/// (which live as long as this process), each holding at most `memory_max_bytes` of messages.
+pub async fn open_queues(dynamodb: bool, prefix: &str, memory_max_bytes: usize) -> anyhow::Result<Arc<dyn Queue>> {
     if !dynamodb {
-        return Ok(Arc::new(MemoryQueue::new(shared::queue::ALL)));
+        return Ok(Arc::new(MemoryQueue::with_max_bytes(shared::queue::ALL, memory_max_bytes)));
     }
     let sdk = shared::aws::sdk_config().await;
     let queue = SqsQueue::discover(aws_sdk_sqs::Client::new(&sdk), prefix, shared::queue::ALL)
