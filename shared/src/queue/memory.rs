@@ -1,7 +1,7 @@
 //! In-process adapter of the `Queue` port for `crm serve`: the same visibility-timeout and
 //! dead-letter semantics as SQS, kept in memory (messages do not survive a restart; the
 //! webhook senders retry anything that was not acknowledged). Each queue holds at most
-//! `MAX_BYTES` of message bodies: past that, sends are refused (the webhooks answer 503 and their
+//! `MAX_BYTES` of message bodies, or what `with_max_bytes` sets: past that, sends are refused (the webhooks answer 503 and their
 //! senders retry later) instead of the process growing until the machine runs out of memory.
 
 use std::collections::{HashMap, VecDeque};
@@ -126,7 +126,7 @@ impl Queue for MemoryQueue {
             let adding: usize = messages.iter().map(|m| m.body.len()).sum();
             if state.bytes + adding > q.max_bytes {
                 return Err(QueueError::Unavailable(format!(
-                    "the in-process queue {queue} is full ({} MB waiting or in flight)",
+                    "the in-process queue {queue} is full ({} MiB waiting or in flight)",
                     state.bytes >> 20
                 )));
             }
