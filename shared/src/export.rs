@@ -9,7 +9,7 @@ use crate::domain::customer::Customer;
 use crate::domain::ids::PublicationId;
 use crate::domain::money::Currency;
 use crate::domain::record::rfc3339;
-use crate::store::repo::customers;
+use crate::store::repo::{customers, payments};
 use crate::store::{Cursor, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +316,10 @@ impl Export {
         if self.done {
             return Ok(None);
         }
-        let (page, next) = customers::list(store, &self.publication, PAGE, self.after.take()).await?;
+        let (mut page, next) = customers::list(store, &self.publication, PAGE, self.after.take()).await?;
+        if self.kind == Kind::Invoices {
+            payments::read_all_of(store, &mut page).await?;
+        }
         let rows: Vec<Vec<Cell>> = page.iter().flat_map(|c| rows(self.kind, c)).collect();
         let header = !self.started && self.format == Format::Csv;
         self.started = true;

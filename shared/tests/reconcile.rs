@@ -12,7 +12,7 @@ use shared::domain::customer::Identity;
 use shared::domain::ids::AccountKey;
 use shared::reconcile::{self, Figure, Mismatches, Period, Report};
 use shared::store::Store;
-use shared::store::repo::customers;
+use shared::store::repo::{customers, payments};
 use support::stripe_account;
 use support::stripe_world::{World, refund};
 
@@ -38,7 +38,8 @@ fn listed(m: &Mismatches) -> [Vec<String>; 3] {
 /// Changes the record holding Stripe customer `stripe_id`.
 async fn tamper(world: &World, stripe_id: &str, change: impl FnOnce(&mut shared::domain::customer::Customer)) {
     let identity = Identity::Stripe(main_account(), stripe_id.to_owned());
-    let found = customers::find(world.store.as_ref(), &world.publication, &identity).await.unwrap().unwrap();
+    let mut found = customers::find(world.store.as_ref(), &world.publication, &identity).await.unwrap().unwrap();
+    payments::read_all(world.store.as_ref(), &mut found.value).await.unwrap();
     let mut after = found.value.clone();
     change(&mut after);
     customers::update(world.store.as_ref(), &found.value, &after, found.version).await.unwrap();

@@ -124,7 +124,7 @@ async fn record(
     let not_found = || ApiError::NotFound("customer not found".into());
     let id = CustomerId::parse(&raw_customer).map_err(|_| not_found())?;
     let store = state.store.as_ref();
-    let customer = customers::get(store, &publication, &id).await?.ok_or_else(not_found)?.value;
+    let customer = customers::get_full(store, &publication, &id).await?.ok_or_else(not_found)?.value;
     let after = cursor(query.activities_cursor.as_deref())?;
     let (timeline, next) =
         activities::list(store, &publication, &id, limit(query.activities_limit)?, after).await.map_err(page_error)?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::AccountKey;
 use super::money::{Currency, Money, Totals};
+use super::payments::PaymentFigures;
 
 /// A provider object's state and the provider time of that state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,22 +281,84 @@ impl Progress for CataloguePrice {
 }
 
 /// The Stripe side of a customer, across every Stripe account of the publication.
-/// Keys are Stripe ids, unique across accounts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// Keys are Stripe ids, unique across accounts. Invoices, charges and refunds are stored in items of
+/// their own (`domain::payments`): the maps hold those an operation read, `rest` the figures of the others.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "StoredBilling")]
 pub struct StripeBilling {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profiles: BTreeMap<String, Tracked<ProfileState>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, Tracked<SubscriptionState>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schedules: BTreeMap<String, Tracked<ScheduleState>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub invoices: BTreeMap<String, Tracked<InvoiceState>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub charges: BTreeMap<String, Tracked<ChargeState>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub refunds: BTreeMap<String, Tracked<RefundState>>,
+    /// The figures of the invoices and charge groups not in the maps.
+    pub rest: PaymentFigures,
+    /// Read from a customer item written before payments had items of their own: the maps came from
+    /// that item, and the next write stores each state in its own item.
+    pub inline: bool,
+}
+
+/// `StripeBilling` as the customer item holds it. Older items hold the invoices, charges and refunds
+/// themselves and no `payments`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredBilling {
+    #[serde(default)]
+    profiles: BTreeMap<String, Tracked<ProfileState>>,
+    #[serde(default)]
+    subscriptions: BTreeMap<String, Tracked<SubscriptionState>>,
+    #[serde(default)]
+    schedules: BTreeMap<String, Tracked<ScheduleState>>,
+    #[serde(default)]
+    invoices: BTreeMap<String, Tracked<InvoiceState>>,
+    #[serde(default)]
+    charges: BTreeMap<String, Tracked<ChargeState>>,
+    #[serde(default)]
+    refunds: BTreeMap<String, Tracked<RefundState>>,
+    #[serde(default)]
+    payments: Option<PaymentFigures>,
+}
+
+impl From<StoredBilling> for StripeBilling {
+    fn from(s: StoredBilling) -> Self {
+        Self {
+            profiles: s.profiles,
+            subscriptions: s.subscriptions,
+            schedules: s.schedules,
+            invoices: s.invoices,
+            charges: s.charges,
+            refunds: s.refunds,
+            inline: s.payments.is_none(),
+            rest: s.payments.unwrap_or_default(),
+        }
+    }
+}
+
+impl Serialize for StripeBilling {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        fn empty<V>(map: &&BTreeMap<String, V>) -> bool {
+            map.is_empty()
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stored<'a> {
+            #[serde(skip_serializing_if = "empty")]
+            profiles: &'a BTreeMap<String, Tracked<ProfileState>>,
+            #[serde(skip_serializing_if = "empty")]
+            subscriptions: &'a BTreeMap<String, Tracked<SubscriptionState>>,
+            #[serde(skip_serializing_if = "empty")]
+            schedules: &'a BTreeMap<String, Tracked<ScheduleState>>,
+            payments: PaymentFigures,
+        }
+        Stored {
+            profiles: &self.profiles,
+            subscriptions: &self.subscriptions,
+            schedules: &self.schedules,
+            payments: self.payment_figures(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// `current | overdue | cancelled | none`, as API.md names them.
@@ -403,14 +466,14 @@ impl SubscriptionState {
 impl StripeBilling {
     pub fn payment_status(&self) -> PaymentStatus {
         let subs: Vec<&SubscriptionState> = self.subscriptions.values().map(|t| &t.state).collect();
-        let failed_invoice = self.invoices.values().any(|t| t.state.display_status() == "past_due");
-        if failed_invoice || subs.iter().any(|s| matches!(s.status.as_str(), "past_due" | "unpaid")) {
+        let payments = self.payment_figures();
+        if !payments.past_due.is_empty() || subs.iter().any(|s| matches!(s.status.as_str(), "past_due" | "unpaid")) {
             PaymentStatus::Overdue
         } else if subs.iter().any(|s| matches!(s.status.as_str(), "active" | "trialing")) {
             PaymentStatus::Current
         } else if !subs.is_empty() {
             PaymentStatus::Cancelled
-        } else if !self.invoices.is_empty() || !self.charges.is_empty() {
+        } else if payments.count > 0 {
             PaymentStatus::Current
         } else {
             PaymentStatus::None
@@ -443,39 +506,9 @@ impl StripeBilling {
         totals
     }
 
-    /// Paid invoices minus refunds, per currency. A charge's refunds count once, whether they were
-    /// seen as refund objects, as the charge's `amount_refunded`, or both.
+    /// Paid invoices minus refunds, per currency (`PaymentFigures`).
     pub fn lifetime_value(&self) -> Totals {
-        let mut totals = Totals::default();
-        for invoice in self.invoices.values().map(|t| &t.state).filter(|i| i.status == "paid") {
-            if let Some(currency) = &invoice.currency {
-                totals.add(currency, invoice.amount_paid);
-            }
-        }
-        let mut refunded_by_charge: BTreeMap<&str, (i64, Option<&Currency>)> = BTreeMap::new();
-        for refund in
-            self.refunds.values().map(|t| &t.state).filter(|r| matches!(r.status.as_str(), "succeeded" | "pending"))
-        {
-            match (&refund.charge_id, &refund.currency) {
-                (Some(charge), currency) => {
-                    let entry = refunded_by_charge.entry(charge.as_str()).or_insert((0, currency.as_ref()));
-                    entry.0 += refund.amount;
-                }
-                (None, Some(currency)) => totals.add(currency, -refund.amount),
-                (None, None) => {}
-            }
-        }
-        for charge in self.charges.values().map(|t| &t.state) {
-            let entry = refunded_by_charge.entry(charge.id.as_str()).or_insert((0, charge.currency.as_ref()));
-            entry.0 = entry.0.max(charge.amount_refunded);
-            entry.1 = entry.1.or(charge.currency.as_ref());
-        }
-        for (amount, currency) in refunded_by_charge.into_values() {
-            if let Some(currency) = currency {
-                totals.add(currency, -amount);
-            }
-        }
-        totals
+        self.payment_figures().value
     }
 }
 

@@ -9,6 +9,7 @@ pub mod customer;
 pub mod ids;
 pub mod matching;
 pub mod money;
+pub mod payments;
 pub mod piano;
 pub mod record;
 pub mod revenue;

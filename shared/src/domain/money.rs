@@ -140,6 +140,16 @@ impl Serialize for Totals {
     }
 }
 
+impl<'de> Deserialize<'de> for Totals {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut totals = Totals::default();
+        for money in Vec::<Money>::deserialize(d)? {
+            totals.add(&money.currency, money.amount);
+        }
+        Ok(totals)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

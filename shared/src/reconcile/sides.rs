@@ -8,7 +8,7 @@ use super::Period;
 use super::compare::{Side, Summary};
 use crate::domain::customer::Customer;
 use crate::domain::ids::{AccountKey, PublicationId};
-use crate::store::repo::customers;
+use crate::store::repo::{customers, payments};
 use crate::store::{Store, StoreError};
 use crate::stripe::client::{Params, StripeApi, StripeAuth, StripeError};
 use crate::stripe::list;
@@ -127,7 +127,8 @@ pub async fn crm(store: &dyn Store, publication: &PublicationId, account: &Accou
     let mut sides = Sides::default();
     let mut after = None;
     loop {
-        let (page, next) = customers::list(store, publication, RECORDS_PAGE, after).await?;
+        let (mut page, next) = customers::list(store, publication, RECORDS_PAGE, after).await?;
+        payments::read_all_of(store, &mut page).await?;
         for record in &page {
             add_record(&mut sides, account, record);
         }

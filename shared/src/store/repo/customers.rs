@@ -2,11 +2,12 @@
 //! same transaction with "must not exist" conditions, so two customers can never share an identity;
 //! and one item in the listing of the customer's payment status, moved in the transaction that
 //! changes it, so `?status=` is a query, never a scan. Match keys for possible duplicates
-//! (`duplicates`) move in the same transaction.
+//! (`duplicates`) and the invoices and charges the customer's operation changed (`payments`) are
+//! written in the same transaction.
 
 use std::collections::HashSet;
 
-use super::{Versioned, duplicates, from_item, keys_of, to_doc};
+use super::{Versioned, duplicates, from_item, keys_of, payments, to_doc};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::{Customer, Identity};
 use crate::domain::ids::{CustomerId, PublicationId};
@@ -61,6 +62,7 @@ pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), Custom
     ops.push(status_put(customer)?);
     let matches = duplicates::index_change(None, customer)?;
     ops.extend(matches.ops);
+    ops.extend(payments::changes(None, customer)?);
     match store.write(ops).await {
         Ok(()) => {
             refresh_duplicates(store, &customer.publication_id, &matches.changed).await;
@@ -116,6 +118,7 @@ pub async fn update_with(
     }
     let matches = duplicates::index_change(Some(before), after)?;
     ops.extend(matches.ops);
+    ops.extend(payments::changes(Some(before), after)?);
     let first_extra = ops.len();
     ops.extend(extra);
     match store.write(ops).await {
@@ -153,6 +156,17 @@ pub async fn get(
     id: &CustomerId,
 ) -> Result<Option<Versioned<Customer>>, StoreError> {
     store.get(&keys_of::customer(publication, id)).await?.map(from_item).transpose()
+}
+
+/// `get` with every invoice, charge and refund read in: what a full record shows.
+pub async fn get_full(
+    store: &dyn Store,
+    publication: &PublicationId,
+    id: &CustomerId,
+) -> Result<Option<Versioned<Customer>>, StoreError> {
+    let Some(mut found) = get(store, publication, id).await? else { return Ok(None) };
+    payments::read_all(store, &mut found.value).await?;
+    Ok(Some(found))
 }
 
 async fn holder_of(

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod duplicates;
 pub mod keys;
 pub mod ledger;
+pub mod payments;
 pub mod publications;
 pub mod revenue;
 pub mod sync_stats;
@@ -149,6 +150,20 @@ pub mod keys_of {
     }
 
     pub const TASK_PREFIX: &str = "TASK#";
+
+    /// One of the customer's invoices (`domain::payments`).
+    pub fn customer_invoice(publication: &PublicationId, customer: &CustomerId, invoice: &str) -> Key {
+        Key::new(customer_partition(publication, customer), format!("{INVOICE_PREFIX}{invoice}"))
+    }
+
+    pub const INVOICE_PREFIX: &str = "INV#";
+
+    /// One of the customer's charges with its refunds, or a refund with no charge (`domain::payments`).
+    pub fn customer_charge(publication: &PublicationId, customer: &CustomerId, group: &str) -> Key {
+        Key::new(customer_partition(publication, customer), format!("{CHARGE_PREFIX}{group}"))
+    }
+
+    pub const CHARGE_PREFIX: &str = "CHG#";
 
     /// A product (`kind` = `PRODUCT`) or price (`PRICE`) of one Stripe account's catalogue.
     pub fn stripe_catalogue(publication: &PublicationId, account: &AccountKey, kind: &str, id: &str) -> Key {

@@ -1,5 +1,6 @@
 //! Applying one Stripe event. Store round trips for an event of a known customer: read the identity,
-//! read the customer, one transactional write (record, timeline entries, ledger entry).
+//! read the customer (and the invoice or charge items the event touches), one transactional write
+//! (record, those items, timeline entries, ledger entry).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use crate::domain::money::{Currency, Money};
 use crate::domain::settings::{PublicationSettings, StripeAccount};
 use crate::store::repo::catalogue;
 use crate::store::repo::customers;
+use crate::store::repo::payments;
 use crate::store::repo::unmapped::{self, Unmapped};
 use crate::store::repo::{Versioned, activities as timeline, ledger};
 use crate::store::{Store, StoreError, WriteOp};
@@ -152,7 +154,8 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         if round > 0 {
             contention_pause(round).await;
         }
-        let found = resolve(ctx, &owner, &change).await?;
+        let mut found = resolve(ctx, &owner, &change).await?;
+        read_touched(ctx.store, &mut found.value, &change).await?;
         let mut after = found.value.clone();
         let mut recorder = Recorder::new(event, &ctx.account.key);
         merge(ctx, event, &change, &mut after.stripe, &mut recorder).await?;
@@ -262,6 +265,26 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
             Ok(linked)
         }
     }
+}
+
+/// Reads the invoice and charge items the change merges into, and the invoice a charge or refund was
+/// paid for (automations name the plan a refund was bought through).
+async fn read_touched(store: &dyn Store, customer: &mut Customer, change: &Change) -> Result<(), StoreError> {
+    let group = match change {
+        Change::Invoice(i) => return payments::read_invoice(store, customer, &i.id).await,
+        Change::Charge(c) => c.id.clone(),
+        Change::Refund(r) => r.charge.as_ref().map_or_else(|| r.id.clone(), |c| c.id.clone()),
+        _ => return Ok(()),
+    };
+    payments::read_group(store, customer, &group).await?;
+    let invoice = match change {
+        Change::Charge(c) => c.invoice.as_ref().map(|i| i.0.clone()),
+        _ => None,
+    };
+    if let Some(invoice) = invoice.or_else(|| customer.stripe.charges.get(&group)?.state.invoice_id.clone()) {
+        payments::read_invoice(store, customer, &invoice).await?;
+    }
+    Ok(())
 }
 
 /// Where to read an object again when an event cannot decide (same second, different content).
