@@ -5,11 +5,13 @@ mod support;
 
 use std::sync::Arc;
 
+use shared::domain::billing::{ChargeState, InvoiceState, PaymentStatus, RefundState, Tracked};
 use shared::domain::customer::{Customer, Identity};
 use shared::domain::ids::{AccountKey, Email, PublicationId};
+use shared::domain::money::Currency;
 use shared::domain::settings::PublicationSettings;
 use shared::store::repo::customers::{self, CustomerWriteError};
-use shared::store::repo::{ledger, publications};
+use shared::store::repo::{keys_of, ledger, payments, publications};
 use shared::store::{Cond, Cursor, Index, Item, Key, Query, SkCond, Store, StoreError, WriteOp};
 
 type S = Arc<dyn Store>;
@@ -401,6 +403,140 @@ async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
     assert_eq!(found, vec![b]);
 }
 
+fn usd() -> Currency {
+    Currency::parse("usd").unwrap()
+}
+
+/// A monthly subscriber's `n` paid invoices and their charges, the last charge half refunded, and
+/// one refund with no charge.
+fn paying_customer(publication: &PublicationId, n: usize) -> Customer {
+    let account = AccountKey::parse("main").unwrap();
+    let mut c = customer_with_email(publication, &format!("payer{n}@example.com"));
+    for i in 0..n {
+        let (invoice, charge) = (format!("in_{i:03}"), format!("ch_{i:03}"));
+        let t = 1_750_000_000 + i as i64 * 2_592_000;
+        let state = InvoiceState {
+            account: account.clone(),
+            id: invoice.clone(),
+            number: Some(format!("A-{i}")),
+            status: "paid".into(),
+            currency: Some(usd()),
+            amount_due: 1500,
+            amount_paid: 1500,
+            amount_remaining: 0,
+            attempt_count: 1,
+            created: Some(t),
+            due_date: None,
+            paid_at: Some(t),
+            period_start: Some(t),
+            period_end: Some(t + 2_592_000),
+            subscription_id: Some("sub_1".into()),
+            hosted_invoice_url: Some(format!("https://invoice.example/{invoice}")),
+        };
+        c.stripe.invoices.insert(invoice.clone(), Tracked { as_of: t, state });
+        let state = ChargeState {
+            account: account.clone(),
+            id: charge.clone(),
+            status: "succeeded".into(),
+            amount: 1500,
+            amount_refunded: if i + 1 == n { 750 } else { 0 },
+            currency: Some(usd()),
+            created: Some(t),
+            invoice_id: Some(invoice),
+        };
+        c.stripe.charges.insert(charge, Tracked { as_of: t, state });
+    }
+    let lone = RefundState {
+        account,
+        id: "re_lone".into(),
+        charge_id: None,
+        status: "succeeded".into(),
+        amount: 100,
+        currency: Some(usd()),
+        created: Some(1_750_000_000),
+    };
+    c.stripe.refunds.insert("re_lone".into(), Tracked { as_of: 1_750_000_000, state: lone });
+    c
+}
+
+async fn payments_live_in_items_of_their_own(store: S) {
+    let publication = publication();
+    let (short, long) = (paying_customer(&publication, 2), paying_customer(&publication, 40));
+    for c in [&short, &long] {
+        customers::create(store.as_ref(), c).await.unwrap();
+    }
+    let doc_len = |c: &Customer| {
+        let store = store.clone();
+        let key = keys_of::customer(&c.publication_id, &c.id);
+        async move { store.get(&key).await.unwrap().unwrap().doc.len() }
+    };
+    // The customer item holds the figures, not the states: 40 months weigh what 2 do.
+    let (short_len, long_len) = (doc_len(&short).await, doc_len(&long).await);
+    assert!(long_len <= short_len + 16, "customer item of 2 months {short_len} bytes, of 40 months {long_len}");
+
+    let plain = customers::get(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
+    assert!(plain.value.stripe.invoices.is_empty() && plain.value.stripe.charges.is_empty());
+    assert_eq!(plain.value.lifetime_value().get(&usd()), 40 * 1500 - 750 - 100);
+    assert_eq!(plain.value.payment_status(), PaymentStatus::Current);
+    assert_eq!(plain.value.lifetime_value(), long.lifetime_value());
+
+    let mut full = customers::get_full(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
+    assert_eq!(full.value.stripe.invoices, long.stripe.invoices);
+    assert_eq!(full.value.stripe.charges, long.stripe.charges);
+    assert_eq!(full.value.stripe.refunds, long.stripe.refunds);
+    assert_eq!(full.value.lifetime_value(), long.lifetime_value());
+
+    // One invoice read and changed: only its item is written, and the figures follow.
+    let mut touched = plain.clone();
+    payments::read_invoice(store.as_ref(), &mut touched.value, "in_039").await.unwrap();
+    let mut after = touched.value.clone();
+    let invoice = &mut after.stripe.invoices.get_mut("in_039").unwrap().state;
+    (invoice.status, invoice.amount_paid, invoice.amount_remaining) = ("open".into(), 0, 1500);
+    let writes = payments::changes(Some(&touched.value), &after).unwrap();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    customers::update(store.as_ref(), &touched.value, &after, touched.version).await.unwrap();
+    let again = customers::get(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
+    assert_eq!(again.value.lifetime_value().get(&usd()), 39 * 1500 - 750 - 100);
+    assert_eq!(again.value.payment_status(), PaymentStatus::Overdue, "an open invoice with a failed attempt");
+    full.value.stripe.invoices.get_mut("in_039").unwrap().state = after.stripe.invoices["in_039"].state.clone();
+    let reread = customers::get_full(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
+    assert_eq!(reread.value.stripe.invoices, full.value.stripe.invoices);
+}
+
+async fn items_written_before_payment_items_move_out_on_their_next_write(store: S) {
+    let publication = publication();
+    // More states than one transaction may write.
+    let old = paying_customer(&publication, 120);
+    // The customer item as it was written before: the states inline, no figures.
+    let mut doc = serde_json::to_value(&old).unwrap();
+    let stripe = doc["stripe"].as_object_mut().unwrap();
+    stripe.remove("payments");
+    stripe.insert("invoices".into(), serde_json::to_value(&old.stripe.invoices).unwrap());
+    stripe.insert("charges".into(), serde_json::to_value(&old.stripe.charges).unwrap());
+    stripe.insert("refunds".into(), serde_json::to_value(&old.stripe.refunds).unwrap());
+    let item = Item::new(keys_of::customer(&publication, &old.id), doc.to_string())
+        .with_gsi1(keys_of::customer_listing(&publication, &old.id))
+        .with_version(1);
+    store.write(vec![WriteOp::put(item, Cond::NotExists)]).await.unwrap();
+
+    let read = customers::get(store.as_ref(), &publication, &old.id).await.unwrap().unwrap();
+    assert!(read.value.stripe.inline);
+    assert_eq!(read.value.stripe.invoices, old.stripe.invoices);
+    assert_eq!(read.value.lifetime_value(), old.lifetime_value());
+
+    let mut renamed = read.value.clone();
+    renamed.name = Some("Renamed".into());
+    customers::update(store.as_ref(), &read.value, &renamed, read.version).await.unwrap();
+    let plain = customers::get(store.as_ref(), &publication, &old.id).await.unwrap().unwrap();
+    assert!(!plain.value.stripe.inline && plain.value.stripe.invoices.is_empty());
+    assert_eq!(plain.value.lifetime_value().get(&usd()), 120 * 1500 - 750 - 100);
+    let full = customers::get_full(store.as_ref(), &publication, &old.id).await.unwrap().unwrap();
+    assert_eq!(full.value.stripe.invoices, old.stripe.invoices);
+    assert_eq!(full.value.stripe.charges, old.stripe.charges);
+    assert_eq!(full.value.stripe.refunds, old.stripe.refunds);
+    assert_eq!(full.value.name.as_deref(), Some("Renamed"));
+}
+
 for_each_store!(
     put_get_delete_round_trip,
     conditions_hold_or_nothing_changes,
@@ -414,4 +550,6 @@ for_each_store!(
     customer_listing_pages_with_stable_cursors,
     ledger_claims_once,
     settings_are_versioned_and_found_by_piano_aid,
+    payments_live_in_items_of_their_own,
+    items_written_before_payment_items_move_out_on_their_next_write,
 );

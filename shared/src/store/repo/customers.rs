@@ -98,6 +98,7 @@ pub async fn update_with(
     version: u64,
     extra: Vec<WriteOp>,
 ) -> Result<u64, CustomerWriteError> {
+    payments::move_out(store, before).await?;
     let old: HashSet<Identity> = before.identities().into_iter().collect();
     let new: Vec<Identity> = after.identities();
     let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();

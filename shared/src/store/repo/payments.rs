@@ -10,19 +10,22 @@ use crate::domain::customer::Customer;
 use crate::domain::payments::ChargeGroup;
 use crate::store::{Cond, Index, Item, Query, SkCond, Store, StoreError, WriteOp};
 
-/// The writes that store `after`'s invoices and charge groups where they differ from `before`'s.
-/// A customer item written before payments had items of their own has every state written out.
+/// The writes that store `after`'s invoices and charge groups where they differ from `before`'s (all
+/// of them when there is no `before`).
 pub fn changes(before: Option<&Customer>, after: &Customer) -> Result<Vec<WriteOp>, StoreError> {
+    writes(before, after, Cond::None)
+}
+
+fn writes(before: Option<&Customer>, after: &Customer, cond: Cond) -> Result<Vec<WriteOp>, StoreError> {
     let (publication, id) = (&after.publication_id, &after.id);
-    let all_new = before.is_none_or(|b| b.stripe.inline);
     let empty = BTreeMap::new();
-    let old_invoices = before.filter(|_| !all_new).map_or(&empty, |b| &b.stripe.invoices);
-    let old_groups = before.filter(|_| !all_new).map(|b| b.stripe.groups()).unwrap_or_default();
+    let old_invoices = before.map_or(&empty, |b| &b.stripe.invoices);
+    let old_groups = before.map(|b| b.stripe.groups()).unwrap_or_default();
     let mut ops = Vec::new();
     for (key, invoice) in &after.stripe.invoices {
         if old_invoices.get(key) != Some(invoice) {
             let item = Item::new(keys_of::customer_invoice(publication, id, key), to_doc(invoice)?);
-            ops.push(WriteOp::put(item, Cond::None));
+            ops.push(WriteOp::put(item, cond));
         }
     }
     for key in old_invoices.keys().filter(|k| !after.stripe.invoices.contains_key(*k)) {
@@ -31,10 +34,29 @@ pub fn changes(before: Option<&Customer>, after: &Customer) -> Result<Vec<WriteO
     for (key, group) in after.stripe.groups() {
         if old_groups.get(&key) != Some(&group) {
             let item = Item::new(keys_of::customer_charge(publication, id, &key), to_doc(&group)?);
-            ops.push(WriteOp::put(item, Cond::None));
+            ops.push(WriteOp::put(item, cond));
         }
     }
     Ok(ops)
+}
+
+/// A customer item written before payments had items of their own holds their states: they are put
+/// in their items before the customer's next write, each in a write of its own (however many there
+/// are, the customer's transaction stays within its limit) and only where no item exists yet (a
+/// concurrent writer may have moved them out already, and newer).
+pub async fn move_out(store: &dyn Store, before: &Customer) -> Result<(), StoreError> {
+    if !before.stripe.inline {
+        return Ok(());
+    }
+    let puts = writes(None, before, Cond::NotExists)?;
+    futures::future::try_join_all(puts.into_iter().map(|put| async move {
+        match store.write(vec![put]).await {
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }))
+    .await
+    .map(|_| ())
 }
 
 /// Reads invoice `invoice` into the customer, when it has an item and is not read already.
