@@ -37,7 +37,7 @@ pub struct Args {
     demo: bool,
     /// Batches of the events queue applied at once, as concurrent Lambda invocations of
     /// `webhook-worker` would: their writes share the embedded store's commits.
-    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     event_workers: u16,
 }
 
