@@ -499,9 +499,7 @@ impl StripeBilling {
     pub fn mrr(&self) -> Totals {
         let mut totals = Totals::default();
         for sub in self.subscriptions.values() {
-            for (currency, amount) in sub.state.mrr().iter() {
-                totals.add(currency, amount);
-            }
+            totals.add_all(&sub.state.mrr());
         }
         totals
     }

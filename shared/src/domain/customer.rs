@@ -97,9 +97,7 @@ impl Customer {
     /// Both providers' lifetime value, per currency.
     pub fn lifetime_value(&self) -> Totals {
         let mut totals = self.stripe.lifetime_value();
-        for (currency, amount) in self.piano.lifetime_value().iter() {
-            totals.add(currency, amount);
-        }
+        totals.add_all(&self.piano.lifetime_value());
         totals
     }
 

@@ -121,6 +121,13 @@ impl Totals {
         *entry = entry.saturating_add(amount);
     }
 
+    /// Adds every currency's amount of `other`.
+    pub fn add_all(&mut self, other: &Totals) {
+        for (currency, amount) in other.iter() {
+            self.add(currency, amount);
+        }
+    }
+
     pub fn get(&self, currency: &Currency) -> i64 {
         self.0.get(currency).copied().unwrap_or(0)
     }

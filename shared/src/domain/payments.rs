@@ -28,9 +28,7 @@ pub struct PaymentFigures {
 
 impl PaymentFigures {
     pub fn add(&mut self, other: &PaymentFigures) {
-        for (currency, amount) in other.value.iter() {
-            self.value.add(currency, amount);
-        }
+        self.value.add_all(&other.value);
         self.past_due.extend(other.past_due.iter().cloned());
         self.count = self.count.saturating_add(other.count);
     }
