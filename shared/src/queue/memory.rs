@@ -1,8 +1,9 @@
 //! In-process adapter of the `Queue` port for `crm serve`: the same visibility-timeout and
 //! dead-letter semantics as SQS, kept in memory (messages do not survive a restart; the
 //! webhook senders retry anything that was not acknowledged). Each queue holds at most
-//! `MAX_BYTES` of message bodies, or what `with_max_bytes` sets: past that, sends are refused (the webhooks answer 503 and their
-//! senders retry later) instead of the process growing until the machine runs out of memory.
+//! `MAX_BYTES` of message bodies, or what `with_max_bytes` sets: past that, sends are refused
+//! (the webhooks answer 503 and their senders retry later) instead of the process growing until
+//! the machine runs out of memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

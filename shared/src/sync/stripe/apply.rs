@@ -270,21 +270,22 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
 /// Reads the invoice and charge items the change merges into; for a refund, also the invoice its
 /// charge paid (automations name the plan a refund was bought through).
 async fn read_touched(store: &dyn Store, customer: &mut Customer, change: &Change) -> Result<(), StoreError> {
-    let (group, refunds) = match change {
+    // The group, whether the change carries refunds, and the invoice the change itself names.
+    let (group, refunds, incoming) = match change {
         Change::Invoice(i) => return payments::read_invoice(store, customer, &i.id).await,
         // Old API versions list the charge's refunds on it.
-        Change::Charge(c) => (c.id.clone(), c.refunds.as_ref().is_some_and(|list| !list.data.is_empty())),
-        Change::Refund(r) => (r.charge.as_ref().map_or_else(|| r.id.clone(), |c| c.id.clone()), true),
+        Change::Charge(c) => (
+            c.id.clone(),
+            c.refunds.as_ref().is_some_and(|list| !list.data.is_empty()),
+            c.invoice.as_ref().map(|i| i.0.clone()),
+        ),
+        Change::Refund(r) => (r.charge.as_ref().map_or_else(|| r.id.clone(), |c| c.id.clone()), true, None),
         _ => return Ok(()),
     };
     payments::read_group(store, customer, &group).await?;
     if !refunds {
         return Ok(());
     }
-    let incoming = match change {
-        Change::Charge(c) => c.invoice.as_ref().map(|i| i.0.clone()),
-        _ => None,
-    };
     if let Some(invoice) = incoming.or_else(|| customer.stripe.charges.get(&group)?.state.invoice_id.clone()) {
         payments::read_invoice(store, customer, &invoice).await?;
     }
