@@ -16,6 +16,7 @@ use shared::piano::client::HttpPiano;
 use shared::piano::forward::{ForwardWorker, Forwarder};
 use shared::queue::{EVENTS, FORWARD, JOBS, Queue, worker};
 use shared::stripe::client::HttpStripe;
+use shared::sync::tally::TallyWriter;
 use shared::sync::worker::EventWorker;
 use tokio_util::sync::CancellationToken;
 
@@ -121,12 +122,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 struct Workers {
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Writes the event workers' sync figures until stopped, after them.
+    tally_stop: CancellationToken,
+    tally_task: tokio::task::JoinHandle<()>,
 }
 
 impl Workers {
     fn start(state: &AppState, event_workers: u16) -> Self {
         let shutdown = CancellationToken::new();
-        let events = Arc::new(EventWorker::for_state(state));
+        // One writer for the sync figures of every event worker: 32 workers writing their own would
+        // contend on the same items and each wait for one more commit per batch.
+        let tally = Arc::new(TallyWriter::default());
+        let tally_stop = CancellationToken::new();
+        let tally_task = tokio::spawn({
+            let (tally, store, queue, stop) =
+                (tally.clone(), state.store.clone(), state.queue.clone(), tally_stop.clone());
+            async move { tally.run(store.as_ref(), Some(queue.as_ref()), stop).await }
+        });
+        let events = Arc::new(EventWorker::for_state(state).with_tally_writer(tally));
         // Local runs forward to local endpoints too unless told otherwise.
         let allow_private =
             shared::config::optional("CRM_FORWARD_ALLOW_PRIVATE").ok().flatten().as_deref() != Some("0");
@@ -149,7 +162,7 @@ impl Workers {
             .collect();
         tasks.push(tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())));
         tasks.push(tokio::spawn(worker::run(state.queue.clone(), JOBS.name, jobs, shutdown.clone())));
-        Self { shutdown, tasks }
+        Self { shutdown, tasks, tally_stop, tally_task }
     }
 
     /// Lets the workers empty the queues (bounded), then stops them after their current batch.
@@ -172,6 +185,8 @@ impl Workers {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.tally_stop.cancel();
+        let _ = self.tally_task.await;
     }
 }
 

@@ -3,7 +3,8 @@
 //! account the settings no longer have, which fails until the dead-letter queue takes it), customers
 //! sharing a Gmail mailbox or a name and postcode; the answer's figures, lists and verdict are checked,
 //! then a changed email drops its customer out of the duplicates. Buckets of an hour 30 hours ago stay
-//! out of the 24 hours, and a Stripe account quiet for days is told to catch up.
+//! out of the 24 hours, and a Stripe account quiet for days is told to catch up. Batches of parallel
+//! workers sharing one `TallyWriter`, as under `crm serve`, count each event once.
 
 mod support;
 
@@ -17,13 +18,14 @@ use shared::domain::ids::AccountKey;
 use shared::domain::secret::Secret;
 use shared::domain::sync_health::{Counts, LastEvent, Source};
 use shared::piano::webhook::encrypt;
-use shared::queue::worker::{Backoff, run_with_backoff};
+use shared::queue::worker::{Backoff, run_batched, run_with_backoff};
 use shared::queue::{EVENTS, FORWARD, OutMessage};
 use shared::store::Store;
 use shared::store::now_epoch;
 use shared::store::repo::sync_stats::{self, Addition};
 use shared::stripe::signature::sign;
 use shared::sync::envelope::{self, Header, Provider};
+use shared::sync::tally::TallyWriter;
 use shared::sync::worker::EventWorker;
 use support::stripe_world::{self as sw, PUBLICATION, World};
 use tokio_util::sync::CancellationToken;
@@ -270,7 +272,70 @@ async fn only_the_last_24_hours_count_and_quiet_accounts_catch_up(store: Arc<dyn
     assert_eq!(status, StatusCode::NOT_FOUND, "an unknown publication");
 }
 
+/// Polls sync health until the main Stripe account's figures of the last 24 hours are `expected`.
+async fn figures_become(world: &World, expected: Value) -> Value {
+    for _ in 0..200 {
+        let body = health(world).await;
+        if source(&body, "stripe", Some("main"))["last24h"] == expected {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("figures never became {expected}: {}", health(world).await);
+}
+
+async fn parallel_batches_sharing_one_writer_count_each_event_once(store: Arc<dyn Store>) {
+    let world = World::new(store.clone()).await;
+    let t = now_epoch() - 600;
+    let events: Vec<Value> = (0..48)
+        .map(|i| {
+            let id = format!("cus_p{i}");
+            let body = customer(&id, &format!("reader{i}@example.com"), &format!("Reader {i}"), None);
+            sw::event(&format!("evt_p{i}"), "customer.created", t + i, body, None)
+        })
+        .collect();
+    let writer = Arc::new(TallyWriter::default());
+    let worker = Arc::new(
+        EventWorker::new(world.store.clone(), Arc::new(world.stripe.client())).with_tally_writer(writer.clone()),
+    );
+    let (shutdown, stop) = (CancellationToken::new(), CancellationToken::new());
+    let writing = tokio::spawn({
+        let (writer, store, queue, stop) = (writer.clone(), store.clone(), world.state.queue.clone(), stop.clone());
+        async move { writer.run(store.as_ref(), Some(queue.as_ref()), stop).await }
+    });
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (queue, worker, shutdown) = (world.state.queue.clone(), worker.clone(), shutdown.clone());
+            tokio::spawn(run_batched(queue, EVENTS.name, worker, shutdown, Duration::from_millis(5)))
+        })
+        .collect();
+    for event in &events {
+        post_stripe(&world, event).await;
+    }
+    // The writer writes while the workers run: no stop is needed for the figures to show.
+    figures_become(&world, json!({"applied": 48, "ignored": 0, "duplicates": 0, "failed": 0})).await;
+    // Stripe delivers a few again, after the workers applied them.
+    for event in events.iter().step_by(8) {
+        post_stripe(&world, event).await;
+    }
+    while world.state.queue.depth(EVENTS.name).await.unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    for running in workers {
+        running.await.unwrap();
+    }
+    // What was merged after the last write is written on stop.
+    stop.cancel();
+    writing.await.unwrap();
+    let body = figures_become(&world, json!({"applied": 48, "ignored": 0, "duplicates": 6, "failed": 0})).await;
+    let main = source(&body, "stripe", Some("main"));
+    assert_eq!(main["lastApplied"]["eventTime"], shared::domain::record::rfc3339(t + 47).unwrap(), "{main}");
+    assert_eq!(main["lastApplied"]["type"], "customer.created");
+}
+
 for_each_store!(
     ingested_events_show_in_figures_lists_and_verdict,
-    only_the_last_24_hours_count_and_quiet_accounts_catch_up
+    only_the_last_24_hours_count_and_quiet_accounts_catch_up,
+    parallel_batches_sharing_one_writer_count_each_event_once
 );

@@ -1,11 +1,17 @@
-//! The worker's sync figures for one batch: outcomes counted per (publication, provider, account) while
-//! the batch's messages are processed, then written once per source for the whole batch
-//! (`repo::sync_stats`), so sync health costs a batch a read and a write per source, not per event.
-//! When a batch's latest Stripe event follows the account's previous one after a gap, it queues a
+//! The worker's sync figures: outcomes counted per (publication, provider, account) while a batch's
+//! messages are processed, then written once per source (`repo::sync_stats`), so sync health costs a
+//! read and a write per source, not per event. Under Lambda each batch writes its own figures before it
+//! answers; in a long-running process (`crm serve`) a `TallyWriter` merges the batches of every worker
+//! and writes them from one task, so the workers neither wait for that write nor contend on its items.
+//! When the latest Stripe event written follows the account's previous one after a gap, it queues a
 //! catch-up of the gap on the jobs queue (`catch_up::automatic_since`).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Header, Provider};
 use super::{Outcome, ROUNDS, contention_pause};
@@ -42,8 +48,26 @@ struct Entry {
     applied: Option<LastEvent>,
 }
 
+impl Entry {
+    /// Keeps `last` when it is the latest applied event by provider time: it stands for the others.
+    fn applied(&mut self, last: LastEvent) {
+        if self.applied.as_ref().is_none_or(|held| held.event_at <= last.event_at) {
+            self.applied = Some(last);
+        }
+    }
+
+    fn merge(&mut self, other: Entry) {
+        self.counts.add(&other.counts);
+        if let Some(last) = other.applied {
+            self.applied(last);
+        }
+    }
+}
+
+type Entries = BTreeMap<(PublicationId, Source), Entry>;
+
 #[derive(Default)]
-pub struct BatchTally(Mutex<BTreeMap<(PublicationId, Source), Entry>>);
+pub struct BatchTally(Mutex<Entries>);
 
 impl BatchTally {
     /// Counts one message's result; `now` is when it was applied.
@@ -54,11 +78,7 @@ impl BatchTally {
         match result {
             Ok(Processed { outcome: Outcome::Applied, event_type, event_at }) => {
                 entry.counts.applied += 1;
-                let last = LastEvent { event_type: event_type.clone(), event_at: Some(*event_at), at: now };
-                // Of one batch's applied events, the one of the latest provider time stands for it.
-                if entry.applied.as_ref().is_none_or(|held| held.event_at <= last.event_at) {
-                    entry.applied = Some(last);
-                }
+                entry.applied(LastEvent { event_type: event_type.clone(), event_at: Some(*event_at), at: now });
             }
             Ok(Processed { outcome: Outcome::Ignored(_), .. }) => entry.counts.ignored += 1,
             Ok(Processed { outcome: Outcome::Duplicate, .. }) => entry.counts.duplicates += 1,
@@ -66,34 +86,86 @@ impl BatchTally {
         }
     }
 
-    /// Writes the batch's figures, one source at a time, and queues the catch-ups of gaps on `jobs`
-    /// (none without it). A failure is logged and the figures lost: they must never make a batch whose
-    /// events were applied be retried.
+    fn into_entries(self) -> Entries {
+        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the batch's figures (see `write`).
     pub async fn flush(self, store: &dyn Store, jobs: Option<&dyn Queue>, now: i64) {
-        let entries = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
-        for ((publication, source), entry) in entries {
-            let id = ulid::Ulid::new().to_string();
-            let addition =
-                Addition { id: &id, source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
-            match add_retrying(store, &publication, &addition).await {
-                Ok(replaced) => {
-                    let gap = catch_up_of_gap(&publication, &source, replaced.as_ref(), entry.applied.as_ref(), now);
-                    if let (Some(message), Some(queue)) = (gap, jobs) {
-                        tracing::warn!(?message, "gap in the account's applied events: catch-up queued");
-                        if let Err(e) = jobs::enqueue(queue, &message, 0).await {
-                            tracing::error!(error = %e, ?message, "catch-up not queued: run `crm catch-up`");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, %publication, provider = %source.provider, "sync figures not recorded")
-                }
+        write(self.into_entries(), store, jobs, now).await;
+    }
+}
+
+/// How often a `TallyWriter` writes at most: sync health is read by people, in hours and minutes.
+const WRITE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The sync figures of every event worker of a process, merged and written by one task (`run`):
+/// one write per source each `WRITE_INTERVAL` however many batches there were, and none a worker
+/// waits for. Figures merged since the last write are lost if the process dies, as a batch's are when
+/// its write fails; a stop writes them.
+#[derive(Default)]
+pub struct TallyWriter {
+    pending: Mutex<Entries>,
+    wake: Notify,
+}
+
+impl TallyWriter {
+    /// Hands a batch's figures to the next write.
+    pub fn add(&self, tally: BatchTally) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for (source, entry) in tally.into_entries() {
+            pending.entry(source).or_default().merge(entry);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Writes what was added, until `stop`; then writes what is left and returns. Cancel `stop` once
+    /// the workers adding to it have stopped.
+    pub async fn run(&self, store: &dyn Store, jobs: Option<&dyn Queue>, stop: CancellationToken) {
+        loop {
+            let stopping = tokio::select! {
+                () = self.wake.notified() => false,
+                () = stop.cancelled() => true,
+            };
+            let entries = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+            write(entries, store, jobs, crate::store::now_epoch()).await;
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(WRITE_INTERVAL) => {}
+                () = stop.cancelled() => {}
             }
         }
     }
 }
 
-/// The catch-up a batch's latest applied event asks for, after the one it replaced as last applied.
+/// Writes figures, one source at a time, and queues the catch-ups of gaps on `jobs` (none without it).
+/// A failure is logged and the figures lost: they must never make a batch whose events were applied
+/// be retried.
+async fn write(entries: Entries, store: &dyn Store, jobs: Option<&dyn Queue>, now: i64) {
+    for ((publication, source), entry) in entries {
+        let id = ulid::Ulid::new().to_string();
+        let addition =
+            Addition { id: &id, source: &source, counts: entry.counts, applied: entry.applied.as_ref(), now };
+        match add_retrying(store, &publication, &addition).await {
+            Ok(replaced) => {
+                let gap = catch_up_of_gap(&publication, &source, replaced.as_ref(), entry.applied.as_ref(), now);
+                if let (Some(message), Some(queue)) = (gap, jobs) {
+                    tracing::warn!(?message, "gap in the account's applied events: catch-up queued");
+                    if let Err(e) = jobs::enqueue(queue, &message, 0).await {
+                        tracing::error!(error = %e, ?message, "catch-up not queued: run `crm catch-up`");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %publication, provider = %source.provider, "sync figures not recorded")
+            }
+        }
+    }
+}
+
+/// The catch-up the latest applied event written asks for, after the one it replaced as last applied.
 fn catch_up_of_gap(
     publication: &PublicationId,
     source: &Source,

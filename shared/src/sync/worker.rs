@@ -1,6 +1,7 @@
 //! `webhook-worker`: takes messages of the events queue and applies them. The same handler runs
 //! under Lambda (SQS event source mapping, partial batch response) and under `crm serve`. Each batch's
-//! outcomes are counted and written once for sync health (`tally`).
+//! outcomes are counted for sync health (`tally`) and written once, by the batch or by a `TallyWriter`
+//! the process's workers share.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tracing::Instrument;
 
 use super::envelope::{self, Header, Provider};
 use super::identity::IdentityCache;
-use super::tally::{BatchTally, Processed};
+use super::tally::{BatchTally, Processed, TallyWriter};
 use super::{FiredSink, Outcome, SyncError, piano, stripe};
 use crate::piano::client::PianoApi;
 use crate::queue::worker::{BatchHandler, each_concurrently};
@@ -32,6 +33,8 @@ pub struct EventWorker {
     queue: Option<Arc<dyn Queue>>,
     settings: SettingsCache,
     identities: IdentityCache,
+    /// Takes the batches' sync figures; `None`: each batch writes its own before it answers.
+    tally_writer: Option<Arc<TallyWriter>>,
 }
 
 impl EventWorker {
@@ -45,6 +48,7 @@ impl EventWorker {
             queue: None,
             settings: SettingsCache::new(Duration::from_secs(30)),
             identities: IdentityCache::default(),
+            tally_writer: None,
         }
     }
 
@@ -59,6 +63,12 @@ impl EventWorker {
     /// events their catch-up (the jobs queue's).
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Hands each batch's sync figures to `writer` (whose `run` the caller drives) instead of writing them.
+    pub fn with_tally_writer(mut self, writer: Arc<TallyWriter>) -> Self {
+        self.tally_writer = Some(writer);
         self
     }
 
@@ -213,7 +223,10 @@ impl BatchHandler for EventWorker {
     async fn handle(&self, batch: &[Received]) -> Vec<String> {
         let tally = BatchTally::default();
         let failed = each_concurrently(batch, |m| self.process_logged(m, &tally)).await;
-        tally.flush(self.store.as_ref(), self.queue.as_deref(), crate::store::now_epoch()).await;
+        match &self.tally_writer {
+            Some(writer) => writer.add(tally),
+            None => tally.flush(self.store.as_ref(), self.queue.as_deref(), crate::store::now_epoch()).await,
+        }
         failed
     }
 }
