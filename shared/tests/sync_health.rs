@@ -4,7 +4,8 @@
 //! sharing a Gmail mailbox or a name and postcode; the answer's figures, lists and verdict are checked,
 //! then a changed email drops its customer out of the duplicates. Buckets of an hour 30 hours ago stay
 //! out of the 24 hours, and a Stripe account quiet for days is told to catch up. Batches of parallel
-//! workers sharing one `TallyWriter`, as under `crm serve`, count each event once.
+//! workers sharing one `TallyWriter`, as under `crm serve`, count each event once, and additions made
+//! at once (as by concurrent Lambda invocations) spread over the hour's buckets and count once.
 
 mod support;
 
@@ -334,7 +335,43 @@ async fn parallel_batches_sharing_one_writer_count_each_event_once(store: Arc<dy
     assert_eq!(main["lastApplied"]["type"], "customer.created");
 }
 
+async fn concurrent_additions_spread_over_buckets_and_count_once(store: Arc<dyn Store>) {
+    let world = World::new(store.clone()).await;
+    let now = now_epoch();
+    let main = Source { provider: "stripe".into(), account: Some("main".into()) };
+    let ids: Vec<String> = (0..32).map(|_| ulid::Ulid::new().to_string()).collect();
+    // As concurrent Lambda invocations do: each retries its own addition on a conflict.
+    let add = |id: &str, i: i64| {
+        let (store, publication, main, id) = (store.clone(), world.publication.clone(), main.clone(), id.to_owned());
+        async move {
+            let last = LastEvent { event_type: Some("invoice.paid".into()), event_at: Some(now - 100 + i), at: now };
+            let counts = Counts { applied: 2, duplicates: 1, ..Counts::default() };
+            let addition = Addition { id: &id, source: &main, counts, applied: Some(&last), now };
+            loop {
+                match sync_stats::add(store.as_ref(), &publication, &addition).await {
+                    Err(shared::store::StoreError::ConditionFailed { .. }) => tokio::task::yield_now().await,
+                    other => return other.unwrap(),
+                }
+            }
+        }
+    };
+    let running: Vec<_> = ids.iter().zip(0..).map(|(id, i)| tokio::spawn(add(id, i))).collect();
+    for r in running {
+        r.await.unwrap();
+    }
+    // A retry of an addition whose answer was lost.
+    add(&ids[5], 5).await;
+
+    let body = health(&world).await;
+    let figures = source(&body, "stripe", Some("main"));
+    assert_eq!(figures["last24h"], json!({"applied": 64, "ignored": 0, "duplicates": 32, "failed": 0}), "{body}");
+    let buckets = sync_stats::buckets_since(store.as_ref(), &world.publication, now).await.unwrap();
+    assert!(buckets.len() > 1, "32 additions in one bucket: {buckets:?}");
+    assert!(buckets.len() as u64 <= sync_stats::BUCKET_SHARDS);
+}
+
 for_each_store!(
+    concurrent_additions_spread_over_buckets_and_count_once,
     ingested_events_show_in_figures_lists_and_verdict,
     only_the_last_24_hours_count_and_quiet_accounts_catch_up,
     parallel_batches_sharing_one_writer_count_each_event_once

@@ -1,5 +1,6 @@
 //! Sync figures per (provider, account) of a publication, for sync health: hourly buckets counting
-//! what the worker did with events (written once per batch, expiring after two days), and markers of
+//! what the worker did with events (added to once per batch or merged batches, a few per hour and
+//! source so that concurrent workers rarely meet, expiring after two days), and markers of
 //! the last event received (by the webhooks) and applied (by the worker), which never expire. All in
 //! the publication's sync partition, read with one range query for the buckets and one for the markers.
 
@@ -68,8 +69,8 @@ fn marker_key(publication: &PublicationId, source: &Source, stage: Stage) -> Key
     keys_of::sync_marker(publication, &source.provider, source.account.as_deref().unwrap_or_default(), stage.as_str())
 }
 
-fn bucket_key(publication: &PublicationId, source: &Source, hour: i64) -> Key {
-    keys_of::sync_bucket(publication, hour, &source.provider, source.account.as_deref().unwrap_or_default())
+fn bucket_key(publication: &PublicationId, source: &Source, hour: i64, shard: u64) -> Key {
+    keys_of::sync_bucket(publication, hour, &source.provider, source.account.as_deref().unwrap_or_default(), shard)
 }
 
 /// What one batch adds for one source: counts into the bucket of the hour of `now`, and the last event
@@ -83,27 +84,40 @@ pub struct Addition<'a> {
     pub now: i64,
 }
 
-/// Adds `addition` with a conditional read-modify-write; answers the last-applied event it replaced (when
-/// there was one and `addition`'s is later). `ConditionFailed` means another worker wrote one of the
-/// items meanwhile: call again (it reads them anew). An addition the bucket holds already (an earlier
-/// attempt's write happened, its answer was lost) is not added again, and answers no replaced event.
+/// Buckets per (source, hour): an addition goes to the one its id picks, so concurrent workers (Lambda
+/// invocations, or processes) rarely write the same item; reading sums them.
+pub const BUCKET_SHARDS: u64 = 8;
+
+fn shard_of(id: &str) -> u64 {
+    // FNV-1a: stable across builds and processes, unlike `std`'s hasher, so a retry finds its shard.
+    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) % BUCKET_SHARDS
+}
+
+/// Adds `addition`: its counts to its bucket, its last applied event to the source's marker when later
+/// than the one held; answers the event it replaced there. Both are conditional read-modify-writes
+/// of their own item, written at once. `ConditionFailed` means another worker wrote one of them
+/// meanwhile: call again (it reads them anew). An addition the bucket holds already (an earlier
+/// attempt's write happened, its answer was lost) is not counted again, and a marker holding its event
+/// already is left as it is.
 pub async fn add(
     store: &dyn Store,
     publication: &PublicationId,
     addition: &Addition<'_>,
 ) -> Result<Option<LastEvent>, StoreError> {
-    let hour = hour_of(addition.now);
-    let bucket_key = bucket_key(publication, addition.source, hour);
-    let marker_key = marker_key(publication, addition.source, Stage::Applied);
-    let (bucket, marker) = futures::future::try_join(store.get(&bucket_key), async {
+    let (_, replaced) = futures::future::try_join(add_counts(store, publication, addition), async {
         match addition.applied {
-            Some(_) => store.get(&marker_key).await,
+            Some(last) => mark_applied(store, publication, addition.source, last).await,
             None => Ok(None),
         }
     })
     .await?;
-    let mut ops = Vec::new();
-    let (mut doc, cond, version) = match bucket.map(from_item::<Bucket>).transpose()? {
+    Ok(replaced)
+}
+
+async fn add_counts(store: &dyn Store, publication: &PublicationId, addition: &Addition<'_>) -> Result<(), StoreError> {
+    let hour = hour_of(addition.now);
+    let key = bucket_key(publication, addition.source, hour, shard_of(addition.id));
+    let (mut doc, cond, version) = match store.get(&key).await?.map(from_item::<Bucket>).transpose()? {
         Some(Versioned { value, version }) => (value, Cond::Version(version), version + 1),
         None => {
             let empty = Bucket {
@@ -116,9 +130,8 @@ pub async fn add(
             (empty, Cond::NotExists, 1)
         }
     };
-    // The marker was written in the same transaction as the bucket: nothing is left to do.
     if doc.additions.iter().any(|id| id == addition.id) {
-        return Ok(None);
+        return Ok(());
     }
     doc.counts.add(&addition.counts);
     let finished = (addition.counts.processed() > 0).then_some(addition.now);
@@ -126,21 +139,26 @@ pub async fn add(
     doc.additions.push(addition.id.to_owned());
     let excess = doc.additions.len().saturating_sub(REMEMBERED_ADDITIONS);
     doc.additions.drain(..excess);
-    let item = Item::new(bucket_key, to_doc(&doc)?).with_version(version).expiring_at(hour + BUCKET_TTL_SECS);
-    ops.push(WriteOp::put(item, cond));
-    let mut replaced = None;
-    if let Some(last) = addition.applied {
-        let held = marker.map(from_item::<Marker>).transpose()?;
-        if held.as_ref().is_none_or(|h| h.value.last.at <= last.at) {
-            let (cond, version) =
-                held.as_ref().map_or((Cond::NotExists, 1), |h| (Cond::Version(h.version), h.version + 1));
-            let doc = Marker { source: addition.source.clone(), stage: Stage::Applied, last: last.clone() };
-            ops.push(WriteOp::put(Item::new(marker_key, to_doc(&doc)?).with_version(version), cond));
-            replaced = held.map(|h| h.value.last);
-        }
+    let item = Item::new(key, to_doc(&doc)?).with_version(version).expiring_at(hour + BUCKET_TTL_SECS);
+    store.write(vec![WriteOp::put(item, cond)]).await
+}
+
+/// Makes `last` the source's last applied event unless the marker holds a later (or the same) one.
+async fn mark_applied(
+    store: &dyn Store,
+    publication: &PublicationId,
+    source: &Source,
+    last: &LastEvent,
+) -> Result<Option<LastEvent>, StoreError> {
+    let key = marker_key(publication, source, Stage::Applied);
+    let held = store.get(&key).await?.map(from_item::<Marker>).transpose()?;
+    if held.as_ref().is_some_and(|h| h.value.last.at > last.at || h.value.last == *last) {
+        return Ok(None);
     }
-    store.write(ops).await?;
-    Ok(replaced)
+    let (cond, version) = held.as_ref().map_or((Cond::NotExists, 1), |h| (Cond::Version(h.version), h.version + 1));
+    let doc = Marker { source: source.clone(), stage: Stage::Applied, last: last.clone() };
+    store.write(vec![WriteOp::put(Item::new(key, to_doc(&doc)?).with_version(version), cond)]).await?;
+    Ok(held.map(|h| h.value.last))
 }
 
 /// Records the last event received from `source` (last writer wins: receipts are seconds apart).
