@@ -229,9 +229,9 @@ pub mod keys_of {
         format!("PUB#{publication}#SYNC")
     }
 
-    /// Outcomes of one (provider, account) in the hour starting at `hour` (epoch seconds); the hour
-    /// first, so the last 24 hours of every account are one range query.
-    /// One of the hour's buckets of one (provider, account); buckets written before shards had none.
+    /// Outcomes of one (provider, account) in the hour starting at `hour` (epoch seconds), one of the
+    /// hour's `shard`s (buckets written before shards have none); the hour first, so the last 24 hours
+    /// of every account are one range query.
     pub fn sync_bucket(publication: &PublicationId, hour: i64, provider: &str, account: &str, shard: u64) -> Key {
         Key::new(sync_partition(publication), format!("{}{provider}#{account}#{shard}", sync_hour_prefix(hour)))
     }
