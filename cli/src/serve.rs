@@ -40,6 +40,10 @@ pub struct Args {
     /// `webhook-worker` would: their writes share the embedded store's commits.
     #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     event_workers: u16,
+    /// Threads of their own for the event workers, beside the ones serving HTTP; 0: they share the
+    /// serving threads. Under load, applying then cannot take the cores the webhooks answer on.
+    #[arg(long, env = "CRM_APPLY_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=64))]
+    apply_threads: u16,
 }
 
 /// The operator key: `CRM_ADMIN_TOKEN`, or one generated once and kept in the data directory.
@@ -81,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let piano = Arc::new(HttpPiano::new());
     let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);
     let app = api::all_routes(state.clone());
-    let workers = Workers::start(&state, args.event_workers);
+    let workers = Workers::start(&state, args.event_workers, args.apply_threads)?;
 
     let listener = tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
     let store_kind = if args.store.dynamodb { "dynamodb" } else { "embedded" };
@@ -125,16 +129,30 @@ struct Workers {
     /// Writes the event workers' sync figures until stopped, after them.
     tally_stop: CancellationToken,
     tally_task: tokio::task::JoinHandle<()>,
+    /// Where the event workers and their tally writer run, when they have threads of their own.
+    apply_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Workers {
-    fn start(state: &AppState, event_workers: u16) -> Self {
+    fn start(state: &AppState, event_workers: u16, apply_threads: u16) -> anyhow::Result<Self> {
+        let apply_runtime = match apply_threads {
+            0 => None,
+            threads => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(usize::from(threads))
+                    .thread_name("crm-apply")
+                    .enable_all()
+                    .build()
+                    .context("starting the event workers' threads")?,
+            ),
+        };
+        let apply = apply_runtime.as_ref().map_or_else(tokio::runtime::Handle::current, |rt| rt.handle().clone());
         let shutdown = CancellationToken::new();
         // One writer for the sync figures of every event worker: 32 workers writing their own would
         // contend on the same items and each wait for one more commit per batch.
         let tally = Arc::new(TallyWriter::default());
         let tally_stop = CancellationToken::new();
-        let tally_task = tokio::spawn({
+        let tally_task = apply.spawn({
             let (tally, store, queue, stop) =
                 (tally.clone(), state.store.clone(), state.queue.clone(), tally_stop.clone());
             async move { tally.run(store.as_ref(), Some(queue.as_ref()), stop).await }
@@ -151,7 +169,7 @@ impl Workers {
         let mut tasks: Vec<_> = (0..event_workers)
             .map(|_| {
                 let handler: Arc<dyn worker::BatchHandler> = events.clone();
-                tokio::spawn(worker::run_batched(
+                apply.spawn(worker::run_batched(
                     state.queue.clone(),
                     EVENTS.name,
                     handler,
@@ -162,7 +180,7 @@ impl Workers {
             .collect();
         tasks.push(tokio::spawn(worker::run(state.queue.clone(), FORWARD.name, forwards, shutdown.clone())));
         tasks.push(tokio::spawn(worker::run(state.queue.clone(), JOBS.name, jobs, shutdown.clone())));
-        Self { shutdown, tasks, tally_stop, tally_task }
+        Ok(Self { shutdown, tasks, tally_stop, tally_task, apply_runtime })
     }
 
     /// Lets the workers empty the queues (bounded), then stops them after their current batch.
@@ -187,6 +205,10 @@ impl Workers {
         }
         self.tally_stop.cancel();
         let _ = self.tally_task.await;
+        // Every task on it has ended; dropping it here would block inside the serving runtime.
+        if let Some(runtime) = self.apply_runtime {
+            runtime.shutdown_background();
+        }
     }
 }
 

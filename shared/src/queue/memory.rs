@@ -6,11 +6,11 @@
 //! the machine runs out of memory.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{OutMessage, Queue, QueueDef, QueueError, Received, check_sizes};
@@ -26,8 +26,40 @@ struct State {
     waiting: VecDeque<Message>,
     /// Received and not yet deleted, by receipt.
     in_flight: HashMap<String, Message>,
+    /// No in-flight message is visible again before this: receives look through `in_flight` only
+    /// once it has passed. A lower bound (deleting a message leaves it), made exact by each look.
+    /// `None`: nothing in flight.
+    in_flight_due: Option<Instant>,
     /// The bodies of `waiting` and `in_flight` together.
     bytes: usize,
+}
+
+impl State {
+    fn hold(&mut self, receipt: String, message: Message) {
+        self.in_flight_due = Some(self.in_flight_due.map_or(message.visible_at, |due| due.min(message.visible_at)));
+        self.in_flight.insert(receipt, message);
+    }
+
+    /// Returns in-flight messages whose visibility has expired to `waiting`, and answers those that
+    /// have been received `redrive_after` times, taken out for the dead-letter queue.
+    fn expire(&mut self, now: Instant, redrive_after: Option<u32>) -> Vec<Message> {
+        if self.in_flight_due.is_none_or(|due| due > now) {
+            return Vec::new();
+        }
+        let mut dead = Vec::new();
+        let expired: Vec<Message> = self.in_flight.extract_if(|_, m| m.visible_at <= now).map(|(_, m)| m).collect();
+        for message in expired {
+            match redrive_after {
+                Some(max) if message.receive_count >= max => {
+                    self.bytes -= message.body.len();
+                    dead.push(message);
+                }
+                _ => self.waiting.push_back(message),
+            }
+        }
+        self.in_flight_due = self.in_flight.values().map(|m| m.visible_at).min();
+        dead
+    }
 }
 
 /// What one queue may hold, in message bytes, before sends are refused: some 150,000 Stripe events
@@ -39,8 +71,16 @@ struct MemQueue {
     max_bytes: usize,
     /// Receives allowed before redrive, with the dead-letter queue's name.
     redrive: Option<(u32, &'static str)>,
+    /// A blocking lock, held for a few list operations and never across an await: a webhook's send
+    /// must not wait for a consumer task to be scheduled, as an async mutex's hand-over would have it.
     state: Mutex<State>,
     arrived: Notify,
+}
+
+impl MemQueue {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[derive(Clone)]
@@ -60,7 +100,12 @@ impl MemoryQueue {
             visibility: Duration::from_secs(u64::from(visibility_secs)),
             max_bytes,
             redrive,
-            state: Mutex::new(State { waiting: VecDeque::new(), in_flight: HashMap::new(), bytes: 0 }),
+            state: Mutex::new(State {
+                waiting: VecDeque::new(),
+                in_flight: HashMap::new(),
+                in_flight_due: None,
+                bytes: 0,
+            }),
             arrived: Notify::new(),
         };
         for def in defs {
@@ -74,43 +119,24 @@ impl MemoryQueue {
         self.queues.get(name).ok_or_else(|| QueueError::UnknownQueue(name.to_owned()))
     }
 
-    /// Moves a message in (a dead letter: never refused, whatever the queue holds).
-    async fn push(&self, name: &str, message: Message) -> Result<(), QueueError> {
-        let q = self.queue(name)?;
-        let mut state = q.state.lock().await;
-        state.bytes += message.body.len();
-        state.waiting.push_back(message);
-        drop(state);
-        q.arrived.notify_one();
-        Ok(())
-    }
-
     /// Returns expired in-flight messages to the queue, or to the dead-letter queue when they
     /// have been received `max_receive_count` times.
-    async fn reclaim(&self, q: &MemQueue, now: Instant) -> Result<(), QueueError> {
-        let mut dead = Vec::new();
+    fn reclaim(&self, q: &MemQueue, now: Instant) -> Result<(), QueueError> {
+        let dead = q.state().expire(now, q.redrive.map(|(max, _)| max));
+        if let Some((_, dlq)) = q.redrive
+            && !dead.is_empty()
         {
-            let mut state = q.state.lock().await;
-            let expired: Vec<String> =
-                state.in_flight.iter().filter(|(_, m)| m.visible_at <= now).map(|(r, _)| r.clone()).collect();
-            for receipt in expired {
-                if let Some(message) = state.in_flight.remove(&receipt) {
-                    match q.redrive {
-                        Some((max, _)) if message.receive_count >= max => {
-                            state.bytes -= message.body.len();
-                            dead.push(message);
-                        }
-                        _ => state.waiting.push_back(message),
-                    }
-                }
-            }
-        }
-        if let Some((_, dlq)) = q.redrive {
+            // A dead letter is never refused, whatever the dead-letter queue holds.
+            let dlq = self.queue(dlq)?;
+            let mut state = dlq.state();
             for mut message in dead {
                 message.receive_count = 0;
                 message.visible_at = now;
-                self.push(dlq, message).await?;
+                state.bytes += message.body.len();
+                state.waiting.push_back(message);
             }
+            drop(state);
+            dlq.arrived.notify_one();
         }
         Ok(())
     }
@@ -123,7 +149,7 @@ impl Queue for MemoryQueue {
         let q = self.queue(queue)?;
         let now = Instant::now();
         {
-            let mut state = q.state.lock().await;
+            let mut state = q.state();
             let adding: usize = messages.iter().map(|m| m.body.len()).sum();
             if state.bytes + adding > q.max_bytes {
                 return Err(QueueError::Unavailable(format!(
@@ -150,11 +176,11 @@ impl Queue for MemoryQueue {
         let deadline = Instant::now() + wait;
         loop {
             let now = Instant::now();
-            self.reclaim(q, now).await?;
+            self.reclaim(q, now)?;
             let notified = q.arrived.notified();
             let mut next_due = None;
             {
-                let mut state = q.state.lock().await;
+                let mut state = q.state();
                 let mut out = Vec::new();
                 let mut index = 0;
                 while index < state.waiting.len() && out.len() < max.clamp(1, 10) as usize {
@@ -177,13 +203,13 @@ impl Queue for MemoryQueue {
                         body: message.body.clone(),
                         receive_count: message.receive_count,
                     });
-                    state.in_flight.insert(receipt, message);
-                }
-                for m in state.in_flight.values() {
-                    next_due = Some(next_due.map_or(m.visible_at, |d: Instant| d.min(m.visible_at)));
+                    state.hold(receipt, message);
                 }
                 if !out.is_empty() {
                     return Ok(out);
+                }
+                if let Some(due) = state.in_flight_due {
+                    next_due = Some(next_due.map_or(due, |d: Instant| d.min(due)));
                 }
             }
             if now >= deadline {
@@ -196,7 +222,7 @@ impl Queue for MemoryQueue {
 
     async fn delete(&self, queue: &str, receipts: &[String]) -> Result<(), QueueError> {
         let q = self.queue(queue)?;
-        let mut state = q.state.lock().await;
+        let mut state = q.state();
         for r in receipts {
             if let Some(message) = state.in_flight.remove(r) {
                 state.bytes -= message.body.len();
@@ -207,8 +233,12 @@ impl Queue for MemoryQueue {
 
     async fn retry_later(&self, queue: &str, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         let q = self.queue(queue)?;
-        if let Some(m) = q.state.lock().await.in_flight.get_mut(receipt) {
-            m.visible_at = Instant::now() + delay;
+        {
+            let mut state = q.state();
+            if let Some(message) = state.in_flight.remove(receipt) {
+                let message = Message { visible_at: Instant::now() + delay, ..message };
+                state.hold(receipt.to_owned(), message);
+            }
         }
         q.arrived.notify_one();
         Ok(())
@@ -216,15 +246,15 @@ impl Queue for MemoryQueue {
 
     async fn depth(&self, queue: &str) -> Result<u64, QueueError> {
         let q = self.queue(queue)?;
-        self.reclaim(q, Instant::now()).await?;
-        Ok(q.state.lock().await.waiting.len() as u64)
+        self.reclaim(q, Instant::now())?;
+        Ok(q.state().waiting.len() as u64)
     }
 
     async fn peek(&self, queue: &str, max: u32) -> Result<Vec<Received>, QueueError> {
         let q = self.queue(queue)?;
         let now = Instant::now();
-        self.reclaim(q, now).await?;
-        let state = q.state.lock().await;
+        self.reclaim(q, now)?;
+        let state = q.state();
         Ok(state
             .waiting
             .iter()
@@ -264,5 +294,29 @@ mod tests {
         queue.send(name, &[message("12345")]).await.expect("room again");
         assert!(matches!(queue.send(name, &[message("1")]).await, Err(QueueError::Unavailable(_))));
         assert_eq!(queue.depth(name).await.expect("depth"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_returns_when_its_own_visibility_ends_after_an_earlier_one_was_deleted() {
+        let queue = MemoryQueue::new(&[QueueDef { visibility_timeout_secs: 10, ..EVENTS }]);
+        let name = EVENTS.name;
+        queue.send(name, &[message("first")]).await.expect("send");
+        let first = queue.receive(name, 1, Duration::ZERO).await.expect("receive");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        queue.send(name, &[message("second")]).await.expect("send");
+        let second = queue.receive(name, 1, Duration::ZERO).await.expect("receive");
+        assert_eq!((first[0].body.as_str(), second[0].body.as_str()), ("first", "second"));
+        queue.delete(name, &[first[0].receipt.clone()]).await.expect("delete");
+
+        // The deleted message's visibility ends first: nothing is due then.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(queue.receive(name, 10, Duration::ZERO).await.expect("receive").is_empty());
+        // A waiting receive wakes when the second's ends, 15 s after the start.
+        let started = Instant::now();
+        let again = queue.receive(name, 10, Duration::from_secs(60)).await.expect("receive");
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].body.as_str(), again[0].receive_count), ("second", 2));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(5), "{waited:?}");
     }
 }
