@@ -72,8 +72,16 @@ enum StripeCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    shared::telemetry::init();
-    let done = match Cli::parse().command {
+    let cli = Cli::parse();
+    // `crm serve` logs a line per request and per event: they go out in batches, not a write each.
+    let _logs = match cli.command {
+        Command::Serve(_) => Some(shared::telemetry::init_batched()?),
+        _ => {
+            shared::telemetry::init();
+            None
+        }
+    };
+    let done = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Tables { command } => tables::run(command).await,
         Command::Stripe { command: StripeCommand::Sign(args) } => sign::run(args),

@@ -199,15 +199,7 @@ fn proxy_request(bencher: Bencher, sample: &'static Sample) {
 /// The same with the functions' JSON log lines (`shared::telemetry`, level info) written to a sink.
 #[divan::bench(args = samples())]
 fn proxy_request_json_logs(bencher: Bencher, sample: &'static Sample) {
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
-        .with_writer(std::io::sink)
-        .finish();
+    let subscriber = shared::telemetry::subscriber_to(std::io::sink);
     tracing::subscriber::with_default(subscriber, || bench_proxy(bencher, sample));
 }
 

@@ -45,6 +45,11 @@ pub struct IndexChange {
 
 /// The index writes taking `before`'s match keys (none for a new customer) to `after`'s.
 pub fn index_change(before: Option<&Customer>, after: &Customer) -> Result<IndexChange, StoreError> {
+    // Most writes (a renewal, a payment) leave the fields the keys are made of alone: folding them
+    // again would find the same keys.
+    if before.is_some_and(|b| matching::same_key_fields(b, after)) {
+        return Ok(IndexChange { ops: Vec::new(), changed: Vec::new() });
+    }
     let old: BTreeSet<MatchKey> = before.map(matching::keys_of).unwrap_or_default().into_iter().collect();
     let new: BTreeSet<MatchKey> = matching::keys_of(after).into_iter().collect();
     let mut change = IndexChange { ops: Vec::new(), changed: Vec::new() };

@@ -1,70 +1,57 @@
 //! Structured JSON logs through `tracing`; the current span's fields (request id, publication id)
 //! appear on every line. `RUST_LOG` filters (default `info`).
-
-use std::fmt;
+//!
+//! `json-subscriber` keeps each span's fields as JSON once written, so a line copies them in, where
+//! `tracing-subscriber`'s own JSON format parsed and wrote them again for every line: with a line
+//! per request and per applied event, that was most of the logging's CPU (docs/PERFORMANCE.md, "Load").
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
-use tracing_subscriber::fmt::{FormatFields, FormattedFields, MakeWriter, SubscriberBuilder};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::time::SystemTime;
+
+mod batched;
+
+pub use batched::Flusher;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests, `crm` subcommands) keeps the first subscriber.
-    let _ = json_lines(filter, std::io::stdout).try_init();
+    let _ = json_lines(filter_from_env(), std::io::stdout).try_init();
 }
 
-type JsonLines<W> = SubscriberBuilder<SplicedJsonFields, Format<Json>, EnvFilter, W>;
+/// `init` for a long-running process: lines are written to stdout in batches, at most 50 ms after
+/// they are logged (`batched`). Keep the `Flusher` until the end; dropping it writes out the rest.
+/// Lines of the last 50 ms are lost if the process is killed.
+pub fn init_batched() -> std::io::Result<Flusher> {
+    let (writer, flusher) = batched::batched(std::io::stdout())?;
+    let _ = json_lines(filter_from_env(), writer).try_init();
+    Ok(flusher)
+}
 
-fn json_lines<W: for<'w> MakeWriter<'w> + Send + Sync + 'static>(filter: EnvFilter, writer: W) -> JsonLines<W> {
-    tracing_subscriber::fmt()
-        .json()
+fn filter_from_env() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The functions' log lines at level info, written to `writer`: for benchmarks of what logging costs.
+pub fn subscriber_to<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    json_lines(EnvFilter::new("info"), writer).finish()
+}
+
+type JsonLines<W> = json_subscriber::fmt::SubscriberBuilder<W, SystemTime, EnvFilter>;
+
+fn json_lines<W>(filter: EnvFilter, writer: W) -> JsonLines<W>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    json_subscriber::fmt()
         .with_current_span(true)
         .with_span_list(false)
         .flatten_event(true)
-        .fmt_fields(SplicedJsonFields)
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(writer)
-}
-
-/// `JsonFields`, except that a field recorded on a span later (a request's publication, a webhook's
-/// event) is spliced into the span's JSON object: `JsonFields` parses the object and writes it again
-/// for each, which was a tenth of the logging's CPU under load (docs/PERFORMANCE.md, "Load").
-struct SplicedJsonFields;
-
-impl<'writer> FormatFields<'writer> for SplicedJsonFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
-        JsonFields::new().format_fields(writer, fields)
-    }
-
-    fn add_fields(
-        &self,
-        current: &'writer mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> fmt::Result {
-        let mut added = String::new();
-        JsonFields::new().format_fields(Writer::new(&mut added), fields)?;
-        let members = added.strip_prefix('{').and_then(|a| a.strip_suffix('}')).ok_or(fmt::Error)?;
-        if members.is_empty() {
-            return Ok(());
-        }
-        let object = &mut current.fields;
-        if !object.ends_with('}') {
-            // No fields yet: what was recorded is the whole object.
-            object.push_str(&added);
-            return Ok(());
-        }
-        // Both are objects: the new members go before the closing brace. A field recorded twice
-        // appears twice, and the last one is what a JSON reader keeps (the formatter's own does).
-        object.pop();
-        if !object.ends_with('{') {
-            object.push(',');
-        }
-        object.push_str(members);
-        object.push('}');
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -90,7 +77,7 @@ mod tests {
     fn lines_of(log: impl FnOnce()) -> Vec<serde_json::Value> {
         let captured = Captured::default();
         let sink = captured.clone();
-        let subscriber = json_lines(EnvFilter::new("info"), move || sink.clone()).finish();
+        let subscriber = subscriber_to(move || sink.clone());
         tracing::subscriber::with_default(subscriber, log);
         let bytes = captured.0.lock().expect("capture").clone();
         let text = String::from_utf8(bytes).expect("UTF-8 log");
