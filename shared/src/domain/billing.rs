@@ -393,8 +393,7 @@ impl PaymentStatus {
 /// scaled from its interval to a month, less its discounts; metered and one-off prices count nothing.
 fn item_mrr(item: &ItemState) -> Option<(Currency, i128)> {
     let price = &item.price;
-    let (Some(amount), Some(currency), Some(interval)) = (price.unit_amount, price.currency.clone(), &price.interval)
-    else {
+    let (Some(amount), Some(currency), Some(interval)) = (price.unit_amount, price.currency, &price.interval) else {
         return None;
     };
     if price.metered {
@@ -631,7 +630,7 @@ mod tests {
         assert_eq!(mrr.get(&eur), 499);
         assert_eq!(mrr.get(&usd()), 0);
         // A fixed discount in one currency leaves the others alone; a percentage applies to each.
-        s.discounts = vec![DiscountState { percent_off_bp: None, amount_off: Some(Money::new(100, eur.clone())) }];
+        s.discounts = vec![DiscountState { percent_off_bp: None, amount_off: Some(Money::new(100, eur)) }];
         assert_eq!((s.mrr().get(&eur), s.mrr().get(&jpy)), (399, 2960));
         s.discounts = vec![DiscountState { percent_off_bp: Some(1000), amount_off: None }];
         assert_eq!((s.mrr().get(&eur), s.mrr().get(&jpy)), (449, 2664));

@@ -8,23 +8,24 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::ParseError;
 
-/// A lowercase ISO 4217 code, as Stripe writes it (`usd`, `eur`, `jpy`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Currency(String);
+/// A lowercase ISO 4217 code, as Stripe writes it (`usd`, `eur`, `jpy`). Three letters held in place:
+/// every price, invoice and total carries one, and copying it allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
 
 impl Currency {
     pub fn parse(value: &str) -> Result<Self, ParseError> {
-        let lower = value.trim().to_ascii_lowercase();
-        if lower.len() == 3 && lower.chars().all(|c| c.is_ascii_lowercase()) {
-            Ok(Self(lower))
-        } else {
-            Err(ParseError(format!("{value:?} is not an ISO 4217 currency code")))
+        match value.trim().as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_alphabetic) => {
+                Ok(Self([a, b, c].map(|l| l.to_ascii_lowercase())))
+            }
+            _ => Err(ParseError(format!("{value:?} is not an ISO 4217 currency code"))),
         }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Three ASCII letters, as `parse` made sure.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     /// Digits after the decimal point in the currency's major unit (Stripe's zero- and three-decimal lists).
@@ -53,13 +54,36 @@ impl TryFrom<String> for Currency {
 
 impl From<Currency> for String {
     fn from(value: Currency) -> String {
-        value.0
+        value.as_str().to_owned()
     }
 }
 
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Code;
+        impl serde::de::Visitor<'_> for Code {
+            type Value = Currency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO 4217 currency code")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Currency, E> {
+                Currency::parse(v).map_err(E::custom)
+            }
+        }
+        // Read in place: no string is allocated per code.
+        d.deserialize_str(Code)
     }
 }
 
@@ -117,7 +141,7 @@ pub struct Totals(BTreeMap<Currency, i64>);
 
 impl Totals {
     pub fn add(&mut self, currency: &Currency, amount: i64) {
-        let entry = self.0.entry(currency.clone()).or_default();
+        let entry = self.0.entry(*currency).or_default();
         *entry = entry.saturating_add(amount);
     }
 
@@ -143,7 +167,7 @@ impl Totals {
 
 impl Serialize for Totals {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(currency, amount)| Money { amount: *amount, currency: currency.clone() }))
+        s.collect_seq(self.0.iter().map(|(currency, amount)| Money { amount: *amount, currency: *currency }))
     }
 }
 
@@ -197,6 +221,18 @@ mod tests {
         assert!(Currency::parse("us").is_err());
         assert!(Currency::parse("u$d").is_err());
         assert_eq!(Currency::parse(" EUR ").unwrap().as_str(), "eur");
+        assert!(Currency::parse("éur").is_err(), "letters outside ASCII");
+        assert!(Currency::parse("euro").is_err());
+    }
+
+    #[test]
+    fn currencies_read_and_write_as_their_code() {
+        let read: Money = serde_json::from_str(r#"{"amount": 5, "currency": "G\u0042P"}"#).unwrap();
+        assert_eq!(read, money(5, "gbp"), "escaped letters too");
+        assert_eq!(serde_json::to_string(&read).unwrap(), r#"{"amount":5,"currency":"gbp"}"#);
+        let bad = serde_json::from_str::<Money>(r#"{"amount": 5, "currency": "pounds"}"#).unwrap_err();
+        assert!(bad.to_string().contains("not an ISO 4217 currency code"), "{bad}");
+        assert!(serde_json::from_str::<Money>(r#"{"amount": 5, "currency": 826}"#).is_err());
     }
 
     #[test]

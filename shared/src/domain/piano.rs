@@ -220,8 +220,7 @@ mod tests {
         side.payments.insert("P2".into(), payment("P2", PianoPaymentStatus::Failed, 999, "usd"));
         side.payments.insert("P3".into(), payment("P3", PianoPaymentStatus::Completed, 1500, "jpy"));
         let usd = Currency::parse("usd").unwrap();
-        side.refunds
-            .insert("e1".into(), PianoRefund { payment_id: Some("P1".into()), amount: Money::new(300, usd.clone()) });
+        side.refunds.insert("e1".into(), PianoRefund { payment_id: Some("P1".into()), amount: Money::new(300, usd) });
         let ltv = side.lifetime_value();
         assert_eq!(ltv.get(&usd), 699);
         assert_eq!(ltv.get(&Currency::parse("jpy").unwrap()), 1500);

@@ -227,7 +227,7 @@ fn plan_of(item: &ItemState, names: &ProductNames) -> Plan {
         interval: price.interval.clone(),
         interval_count: price.interval_count,
         amount: price.unit_amount.map(|a| a.saturating_mul(i64::try_from(item.quantity).unwrap_or(i64::MAX))),
-        currency: price.currency.clone(),
+        currency: price.currency,
     }
 }
 
@@ -285,7 +285,7 @@ fn invoice_view(i: &InvoiceState) -> InvoiceView {
         account: i.account.clone(),
         number: i.number.clone(),
         status: i.display_status().to_owned(),
-        currency: i.currency.clone(),
+        currency: i.currency,
         amount_due: i.amount_due,
         amount_paid: i.amount_paid,
         amount_remaining: i.amount_remaining,

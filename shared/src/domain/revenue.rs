@@ -51,7 +51,7 @@ fn subscriptions_by_currency(customer: &Customer) -> BTreeMap<Currency, u32> {
     for sub in customer.stripe.subscriptions.values() {
         for (currency, amount) in sub.state.mrr().iter() {
             if amount > 0 {
-                *out.entry(currency.clone()).or_default() += 1;
+                *out.entry(*currency).or_default() += 1;
             }
         }
     }
@@ -66,9 +66,9 @@ pub fn movements(before: &Customer, after: &Customer, at: i64, event_id: &str) -
     let (subs_before, subs_after) = (subscriptions_by_currency(before), subscriptions_by_currency(after));
     let currencies: BTreeSet<Currency> = [&mrr_before, &mrr_after, &ltv_before, &ltv_after]
         .iter()
-        .flat_map(|t| t.iter().map(|(c, _)| c.clone()))
-        .chain(subs_before.keys().cloned())
-        .chain(subs_after.keys().cloned())
+        .flat_map(|t| t.iter().map(|(c, _)| *c))
+        .chain(subs_before.keys().copied())
+        .chain(subs_after.keys().copied())
         .collect();
     let mut ever = before.mrr_currencies.clone();
     let mut out = Vec::new();
@@ -86,7 +86,7 @@ pub fn movements(before: &Customer, after: &Customer, at: i64, event_id: &str) -
             _ => None,
         };
         if a > 0 {
-            ever.insert(currency.clone());
+            ever.insert(currency);
         }
         if kind.is_none() && cash == 0 && sb == sa {
             continue;
@@ -179,7 +179,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn fold(&mut self, m: &Movement) {
-        self.months.entry(month_of(m.at)).or_default().entry(m.currency.clone()).or_default().add(m);
+        self.months.entry(month_of(m.at)).or_default().entry(m.currency).or_default().add(m);
     }
 }
 
@@ -290,7 +290,7 @@ impl Summary {
             }
             let arpc = (customers > 0).then(|| (2 * mrr + customers) / (2 * customers));
             out.push(CurrencyReport {
-                currency: currency.clone(),
+                currency: *currency,
                 mrr,
                 active_subscriptions: subs,
                 paying_customers: customers,

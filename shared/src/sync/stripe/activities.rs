@@ -55,7 +55,7 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn invoice(&mut self, invoice: &InvoiceState) {
-        let money = |amount: i64| invoice.currency.clone().map(|c| Money::new(amount, c));
+        let money = |amount: i64| invoice.currency.map(|c| Money::new(amount, c));
         let shown = |amount: i64| money(amount).map_or_else(|| amount.to_string(), |m| m.display());
         match self.event.kind.as_str() {
             // Both event types announce the same payment: one entry, keyed by the invoice.
@@ -76,7 +76,7 @@ impl<'a> Recorder<'a> {
 
     /// One entry per paid invoice, whichever event types announce it.
     fn payment(&mut self, invoice: &InvoiceState) {
-        let money = invoice.currency.clone().map(|c| Money::new(invoice.amount_paid, c));
+        let money = invoice.currency.map(|c| Money::new(invoice.amount_paid, c));
         let shown = money.as_ref().map_or_else(|| invoice.amount_paid.to_string(), Money::display);
         self.push(
             Entry::Fact(format!("payment:{}", invoice.id)),
@@ -89,7 +89,7 @@ impl<'a> Recorder<'a> {
     }
 
     pub fn refund(&mut self, id: &str, amount: i64, currency: Option<&Currency>, at: Option<i64>) {
-        let money = currency.map(|c| Money::new(amount, c.clone()));
+        let money = currency.map(|c| Money::new(amount, *c));
         let shown = money.as_ref().map_or_else(|| amount.to_string(), Money::display);
         self.push(
             Entry::Fact(format!("refund:{id}")),
