@@ -107,7 +107,7 @@ fn mrr_change(before: &Customer, after: &Customer) -> Option<(Trigger, Option<Mo
         _ => return None,
     };
     let amount = match changes.as_slice() {
-        [(currency, delta)] => Some(Money::new(delta.saturating_abs(), *(*currency))),
+        [(currency, delta)] => Some(Money::new(delta.saturating_abs(), **currency)),
         _ => None,
     };
     Some((trigger, amount))

@@ -45,19 +45,6 @@ impl Currency {
     }
 }
 
-impl TryFrom<String> for Currency {
-    type Error = ParseError;
-    fn try_from(value: String) -> Result<Self, ParseError> {
-        Self::parse(&value)
-    }
-}
-
-impl From<Currency> for String {
-    fn from(value: Currency) -> String {
-        value.as_str().to_owned()
-    }
-}
-
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

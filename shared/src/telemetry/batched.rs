@@ -4,6 +4,7 @@
 //! line at once, since a frozen process would hold back what it had not written.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -20,6 +21,9 @@ const MOST_PENDING: usize = 1 << 20;
 struct Lines<W> {
     pending: Mutex<Vec<u8>>,
     out: Mutex<W>,
+    /// Set once the writing thread stops: a line logged later (while the process winds down) is
+    /// written at once rather than left in memory.
+    unbatched: Arc<AtomicBool>,
 }
 
 impl<W: Write> Lines<W> {
@@ -45,12 +49,6 @@ impl<W: Write> Lines<W> {
 /// The `MakeWriter` of batched lines.
 pub struct BatchedWriter<W>(Arc<Lines<W>>);
 
-impl<W> Clone for BatchedWriter<W> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
 /// What one log line is written through.
 pub struct Line<'a, W>(&'a Lines<W>);
 
@@ -58,7 +56,7 @@ impl<W: Write> Write for Line<'_, W> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut pending = self.0.lock_pending();
         pending.extend_from_slice(bytes);
-        if pending.len() >= MOST_PENDING {
+        if pending.len() >= MOST_PENDING || self.0.unbatched.load(Ordering::Acquire) {
             self.0.write_out(pending)?;
         }
         Ok(bytes.len())
@@ -81,10 +79,14 @@ impl<'a, W: Write + 'a> MakeWriter<'a> for BatchedWriter<W> {
 pub struct Flusher {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    unbatched: Arc<AtomicBool>,
 }
 
 impl Drop for Flusher {
     fn drop(&mut self) {
+        // Before the thread's last write: a line appended after that write is then written by its
+        // own writer.
+        self.unbatched.store(true, Ordering::Release);
         self.stop.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -94,7 +96,9 @@ impl Drop for Flusher {
 
 /// A writer of batched lines to `out`, and the thread that writes them out every `PERIOD`.
 pub fn batched<W: Write + Send + 'static>(out: W) -> io::Result<(BatchedWriter<W>, Flusher)> {
-    let lines = Arc::new(Lines { pending: Mutex::new(Vec::new()), out: Mutex::new(out) });
+    let unbatched = Arc::new(AtomicBool::new(false));
+    let lines =
+        Arc::new(Lines { pending: Mutex::new(Vec::new()), out: Mutex::new(out), unbatched: Arc::clone(&unbatched) });
     let (stop, stopped) = mpsc::channel::<()>();
     let writer = Arc::clone(&lines);
     let thread = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
@@ -108,7 +112,7 @@ pub fn batched<W: Write + Send + 'static>(out: W) -> io::Result<(BatchedWriter<W
             }
         }
     })?;
-    Ok((BatchedWriter(lines), Flusher { stop: Some(stop), thread: Some(thread) }))
+    Ok((BatchedWriter(lines), Flusher { stop: Some(stop), thread: Some(thread), unbatched }))
 }
 
 #[cfg(test)]
@@ -153,6 +157,8 @@ mod tests {
         writer.make_writer().write_all(b"last\n").expect("write");
         drop(flusher);
         assert!(sink.text().ends_with("line 99\nlast\n"), "the stop writes out what is left");
+        writer.make_writer().write_all(b"after\n").expect("write");
+        assert!(sink.text().ends_with("last\nafter\n"), "a line after the stop is written at once");
     }
 
     #[test]
