@@ -3,7 +3,8 @@
 //!
 //! `json-subscriber` keeps each span's fields as JSON once written, so a line copies them in, where
 //! `tracing-subscriber`'s own JSON format parsed and wrote them again for every line: with a line
-//! per request and per applied event, that was most of the logging's CPU (docs/PERFORMANCE.md, "Load").
+//! per request and per applied event, a third of the logging's CPU in a micro-benchmark
+//! (docs/PERFORMANCE.md, "Load", item 19).
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
