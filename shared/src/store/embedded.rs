@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    Cursor, Index, Item, Key, Page, Query, SkCond, Store, StoreError, WriteOp, live_at, now_epoch, validate_ops,
+    Cond, Cursor, Index, Item, Key, Page, Query, SkCond, Store, StoreError, WriteOp, live_at, now_epoch, validate_ops,
 };
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
@@ -253,8 +253,14 @@ fn apply(
     ops: Vec<WriteOp>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut current = Vec::with_capacity(ops.len());
+    // The index key each conditional op's item had; an unconditional op learns it from the value its
+    // insert or remove replaces, which saves a walk down the tree (most of an event's writes).
+    let mut read = Vec::with_capacity(ops.len());
     for (index, op) in ops.iter().enumerate() {
+        if op.cond() == Cond::None {
+            read.push(None);
+            continue;
+        }
         // An expired item still occupies its key (and index entry) until overwritten.
         let stored = read_head(&*items, op.key())?;
         let live = stored.as_ref().filter(|head| head.is_live(now));
@@ -262,11 +268,17 @@ fn apply(
             // Nothing of this write was applied yet: the batch's transaction goes on without it.
             return Err(StoreError::ConditionFailed { index });
         }
-        current.push(stored.and_then(|head| head.gsi1));
+        read.push(Some(stored.and_then(|head| head.gsi1)));
     }
-    for (op, old_gsi) in ops.into_iter().zip(current) {
+    for (op, old_gsi) in ops.into_iter().zip(read) {
         match op {
             WriteOp::Put { item, .. } => {
+                let replaced = items
+                    .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
+                    .map_err(backend)?
+                    .map(|old| gsi_of(&item.key, old.value()))
+                    .transpose()?;
+                let old_gsi = old_gsi.unwrap_or_else(|| replaced.flatten());
                 // An unchanged index entry is left alone: rewriting it would dirty its page for nothing.
                 if old_gsi != item.gsi1 {
                     if let Some(g) = &old_gsi {
@@ -278,20 +290,26 @@ fn apply(
                             .map_err(backend)?;
                     }
                 }
-                items
-                    .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
-                    .map_err(backend)?;
             }
             WriteOp::Delete { key, .. } => {
-                if let Some(g) = &old_gsi {
+                let removed = items
+                    .remove((key.pk.as_str(), key.sk.as_str()))
+                    .map_err(backend)?
+                    .map(|old| gsi_of(&key, old.value()))
+                    .transpose()?;
+                if let Some(g) = old_gsi.unwrap_or_else(|| removed.flatten()) {
                     gsi.remove((g.pk.as_str(), g.sk.as_str(), key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
                 }
-                items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
             }
             WriteOp::Check { .. } => {}
         }
     }
     Ok(())
+}
+
+/// The index key stored with an item's value.
+fn gsi_of(key: &Key, bytes: &[u8]) -> Result<Option<Key>, StoreError> {
+    Ok(decode_head(key, bytes)?.0.gsi1)
 }
 
 fn read_item(
