@@ -226,6 +226,7 @@ impl Queuer<'_> {
                 received_at: self.now,
                 received_at_us: None,
                 event_id: None,
+                event_type: None,
             };
             out.push(OutMessage::new(envelope::encode(&header, &event.to_string())));
         }

@@ -47,6 +47,7 @@ async fn apply_through_worker(world: &World, events: &[&Value]) {
         received_at: now_epoch(),
         received_at_us: None,
         event_id: None,
+        event_type: None,
     };
     let batch: Vec<Received> = events
         .iter()

@@ -606,6 +606,7 @@ async fn a_lost_answer_to_the_sync_figures_write_counts_the_batch_once() {
         received_at: now_epoch(),
         received_at_us: None,
         event_id: None,
+        event_type: None,
     };
     let batch = |events: Vec<&Value>| -> Vec<Received> {
         let message = |e: &Value| Received {

@@ -55,6 +55,7 @@ fn message(n: i64, event: &Value) -> String {
         received_at: 1_800_000_000 + n / 1000,
         received_at_us: Some(1_800_000_000_000_000 + n),
         event_id: Some(format!("pn_test{n:04}")),
+        event_type: None,
     };
     envelope::encode(&header, &event.to_string())
 }

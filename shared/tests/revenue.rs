@@ -375,6 +375,7 @@ async fn pending_automations_run_on_redelivery(store: Arc<dyn Store>) {
         received_at: 0,
         received_at_us: None,
         event_id: None,
+        event_type: None,
     };
     let message = envelope::encode(&header, &events[2].to_string());
     // This worker has no queue: it applies the payment and stops short of the rule (as a crash would).

@@ -295,6 +295,7 @@ async fn store_round_trips_per_applied_event() {
             received_at: 0,
             received_at_us: None,
             event_id: None,
+            event_type: None,
         };
         let message = envelope::encode(&header, &delivery.event.to_string());
         let (before, stripe_before) = (store.counts(), fake.requests().len());

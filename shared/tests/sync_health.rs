@@ -164,6 +164,7 @@ async fn ingested_events_show_in_figures_lists_and_verdict(store: Arc<dyn Store>
         received_at: t,
         received_at_us: None,
         event_id: None,
+        event_type: None,
     };
     let ghost = sw::event("evt_g", "customer.created", t, sw::customer("cus_g", "g@example.com", "G"), None);
     world

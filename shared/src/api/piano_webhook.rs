@@ -98,6 +98,7 @@ async fn receive(
         received_at: now.unix_timestamp(),
         received_at_us: i64::try_from(now.unix_timestamp_nanos() / 1000).ok(),
         event_id: Some(event_id(&data)),
+        event_type: None,
     };
     let crm = OutMessage::new(envelope::encode(&header, &plaintext));
     state.queue.send(EVENTS.name, &[crm]).await.map_err(|e| ApiError::Unavailable(format!("CRM event: {e}")))?;

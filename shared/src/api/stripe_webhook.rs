@@ -64,6 +64,7 @@ async fn receive(
         received_at: now,
         received_at_us: None,
         event_id: None,
+        event_type: Some(event.kind.clone()),
     };
     state
         .queue

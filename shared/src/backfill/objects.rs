@@ -74,11 +74,16 @@ pub fn owner(kind: ObjectKind, object: &Value) -> Option<&str> {
     }
 }
 
-/// The event that applies `object`; `None` when its id cannot be part of an event id.
-pub fn event(kind: ObjectKind, job: &str, object: Value, listed_at: i64) -> Option<Event> {
-    let id = event_id(job, object.get("id").and_then(Value::as_str)?)?;
-    let created = happened_at(kind, &object).unwrap_or(listed_at);
-    Event::backfilled(id, event_prefix(kind), &object, created).ok()
+/// The event that applies `object`; why not, when its id cannot be part of an event id or the object
+/// is not one of its kind.
+pub fn event(kind: ObjectKind, job: &str, object: &Value, listed_at: i64) -> Result<Event, String> {
+    let id = object
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| event_id(job, id))
+        .ok_or_else(|| "not a Stripe id".to_owned())?;
+    let created = happened_at(kind, object).unwrap_or(listed_at);
+    Event::backfilled(id, event_prefix(kind), object, created).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -92,26 +97,30 @@ mod tests {
     fn every_kind_becomes_an_event_the_sync_applies() {
         for kind in ObjectKind::ALL {
             let object = json!({"id": "obj_1", "object": "x", "created": 100, "customer": "cus_1"});
-            let event = event(kind, "01job", object, 500).expect("an event");
+            let event = event(kind, "01job", &object, 500).expect("an event");
             assert!(event.kind.ends_with(".backfilled"), "{}", event.kind);
-            assert!(!matches!(event.payload(), Ok(Payload::Other)), "{kind:?} would be ignored: {}", event.kind);
+            assert!(!matches!(event.payload, Payload::Other), "{kind:?} would be ignored: {}", event.kind);
         }
     }
 
     #[test]
     fn history_is_dated_by_what_happened() {
         let sub = json!({"id": "sub_1", "created": 100, "start_date": 90});
-        assert_eq!(event(ObjectKind::Subscriptions, "j", sub, 500).map(|e| e.created), Some(90));
+        assert_eq!(event(ObjectKind::Subscriptions, "j", &sub, 500).map(|e| e.created), Ok(90));
         let invoice = json!({"id": "in_1", "created": 100, "status_transitions": {"paid_at": 160}});
-        assert_eq!(event(ObjectKind::Invoices, "j", invoice, 500).map(|e| e.created), Some(160));
+        assert_eq!(event(ObjectKind::Invoices, "j", &invoice, 500).map(|e| e.created), Ok(160));
         let undated = json!({"id": "cus_1"});
-        assert_eq!(event(ObjectKind::Customers, "j", undated, 500).map(|e| e.created), Some(500));
+        assert_eq!(event(ObjectKind::Customers, "j", &undated, 500).map(|e| e.created), Ok(500));
     }
 
     #[test]
-    fn ids_outside_stripe_alphabet_make_no_event() {
-        assert!(event(ObjectKind::Customers, "j", json!({"id": "cus 1/.."}), 1).is_none());
-        assert!(event(ObjectKind::Customers, "j", json!({"name": "no id"}), 1).is_none());
+    fn ids_outside_stripe_alphabet_and_objects_of_another_shape_make_no_event() {
+        let not_an_id = Err("not a Stripe id".to_owned());
+        assert_eq!(event(ObjectKind::Customers, "j", &json!({"id": "cus 1/.."}), 1).map(|e| e.kind), not_an_id);
+        assert_eq!(event(ObjectKind::Customers, "j", &json!({"name": "no id"}), 1).map(|e| e.kind), not_an_id);
+        let misshapen =
+            event(ObjectKind::Invoices, "j", &json!({"id": "in_1", "amount_paid": "all"}), 1).map(|e| e.kind);
+        assert!(misshapen.as_ref().is_err_and(|e| e.contains("in_1") || e.contains("evt_bfj_in_1")), "{misshapen:?}");
     }
 
     #[test]

@@ -397,8 +397,12 @@ impl Session<'_> {
         listed_at: i64,
     ) -> Result<Option<String>, BackfillError> {
         let label = format!("{}/{}", kind.name(), object["id"].as_str().unwrap_or_default());
-        let Some(event) = objects::event(kind, &self.job_id, object.clone(), listed_at) else {
-            return Ok(Some(format!("{label}: not a Stripe id")));
+        let event = match objects::event(kind, &self.job_id, object, listed_at) {
+            Ok(event) => event,
+            Err(reason) => {
+                tracing::warn!(error = %reason, object = %label, "listed object skipped");
+                return Ok(Some(format!("{label}: {reason}")));
+            }
         };
         let mut attempt = 0;
         loop {

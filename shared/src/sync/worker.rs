@@ -120,7 +120,10 @@ impl EventWorker {
         let fired = FiredSink::default();
         let (provider, event_id, processed) = match header.provider {
             Provider::Stripe => {
-                let event = Event::parse(body.as_bytes())?;
+                let event = match &header.event_type {
+                    Some(kind) => Event::parse_as(body.as_bytes(), kind)?,
+                    None => Event::parse(body.as_bytes())?,
+                };
                 tracing::Span::current().record("event_id", event.id.as_str());
                 let key = header
                     .account

@@ -77,6 +77,8 @@ impl World {
             received_at: 0,
             received_at_us: None,
             event_id: None,
+            // As ingestion names it: the worker reads the event in one pass.
+            event_type: event["type"].as_str().map(str::to_owned),
         };
         self.worker.process(&envelope::encode(&header, &event.to_string())).await
     }

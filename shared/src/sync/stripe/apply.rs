@@ -54,7 +54,7 @@ impl Context<'_> {
     }
 
     /// Unmapped-product records for the products a subscription names outside the catalogue.
-    fn unmapped_products(&self, event: &Event, change: &Change) -> Result<Vec<WriteOp>, StoreError> {
+    fn unmapped_products(&self, event: &Event, change: &Change<'_>) -> Result<Vec<WriteOp>, StoreError> {
         let Change::Subscription(s) = change else { return Ok(Vec::new()) };
         let mut products: Vec<String> =
             s.items.data.iter().filter_map(|i| i.price()?.product.map(|p| p.0)).filter(|p| !p.is_empty()).collect();
@@ -107,26 +107,27 @@ impl Context<'_> {
     }
 }
 
-/// What an event changes on a customer record.
-enum Change {
-    Profile(obj::Customer),
-    Subscription(Box<obj::Subscription>),
-    Schedule(obj::SubscriptionSchedule),
-    Invoice(Box<obj::Invoice>),
-    Charge(obj::Charge),
-    Refund(obj::Refund),
-    Checkout(obj::CheckoutSession),
+/// What an event changes on a customer record: the event's object, or the invoice read for it.
+enum Change<'e> {
+    Profile(&'e obj::Customer),
+    Subscription(&'e obj::Subscription),
+    Schedule(&'e obj::SubscriptionSchedule),
+    Invoice(&'e obj::Invoice),
+    Charge(&'e obj::Charge),
+    Refund(&'e obj::Refund),
+    Checkout(&'e obj::CheckoutSession),
 }
 
 pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncError> {
-    let change = match event.payload()? {
+    let mut fetched = None;
+    let change = match &event.payload {
         Payload::Other => return ctx.record_only(event, format!("{} is not applied", event.kind)).await,
         Payload::Product(p) => {
-            let state = map::product(&p);
+            let state = map::product(p);
             return apply_catalogue(ctx, event, (catalogue::PRODUCT, "products"), &p.id, state, map::product).await;
         }
         Payload::Price(p) => {
-            let state = map::catalogue_price(&p);
+            let state = map::catalogue_price(p);
             return apply_catalogue(ctx, event, (catalogue::PRICE, "prices"), &p.id, state, map::catalogue_price).await;
         }
         Payload::Customer(c) => Change::Profile(c),
@@ -138,9 +139,9 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         Payload::Checkout(c) => Change::Checkout(c),
         // The payment's invoice carries everything the record keeps; read it as Stripe holds it now.
         Payload::InvoicePayment(payment) => {
-            let id = payment.invoice.map(|i| i.0).unwrap_or_default();
-            match ctx.fetch::<obj::Invoice>("invoices", &id).await? {
-                Some(invoice) => Change::Invoice(Box::new(invoice)),
+            let id = payment.invoice.as_ref().map(|i| i.0.as_str()).unwrap_or_default();
+            match ctx.fetch::<obj::Invoice>("invoices", id).await? {
+                Some(invoice) => Change::Invoice(fetched.insert(invoice)),
                 None => return ctx.record_only(event, format!("invoice {id} not found at Stripe")).await,
             }
         }
@@ -193,7 +194,7 @@ enum Owner {
     Email(Email),
 }
 
-async fn owner_of(ctx: &Context<'_>, change: &Change) -> Result<Option<Owner>, SyncError> {
+async fn owner_of(ctx: &Context<'_>, change: &Change<'_>) -> Result<Option<Owner>, SyncError> {
     let id = |id: &Option<obj::Id>| id.as_ref().map(|i| Owner::Stripe(i.0.clone()));
     Ok(match change {
         Change::Profile(c) => Some(Owner::Stripe(c.id.clone())),
@@ -213,7 +214,7 @@ async fn owner_of(ctx: &Context<'_>, change: &Change) -> Result<Option<Owner>, S
     })
 }
 
-async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Versioned<Customer>, SyncError> {
+async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change<'_>) -> Result<Versioned<Customer>, SyncError> {
     let key = &ctx.account.key;
     match owner {
         Owner::Email(email) => {
@@ -232,7 +233,7 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
             }
             // First sight of this Stripe customer: learn who it is, from the event or from Stripe.
             let fetched = match change {
-                Change::Profile(c) => Some(c.clone()),
+                Change::Profile(c) => Some((*c).clone()),
                 _ => ctx.fetch::<obj::Customer>("customers", stripe_id).await?,
             };
             let mut hints = Hints::default();
@@ -269,7 +270,7 @@ async fn resolve(ctx: &Context<'_>, owner: &Owner, change: &Change) -> Result<Ve
 
 /// Reads the invoice and charge items the change merges into; for a refund, also the invoice its
 /// charge paid (automations name the plan a refund was bought through).
-async fn read_touched(store: &dyn Store, customer: &mut Customer, change: &Change) -> Result<(), StoreError> {
+async fn read_touched(store: &dyn Store, customer: &mut Customer, change: &Change<'_>) -> Result<(), StoreError> {
     // The group, whether the change carries refunds, and the invoice the change itself names.
     let (group, refunds, incoming) = match change {
         Change::Invoice(i) => return payments::read_invoice(store, customer, &i.id).await,
@@ -344,7 +345,7 @@ where
 async fn merge(
     ctx: &Context<'_>,
     event: &Event,
-    change: &Change,
+    change: &Change<'_>,
     billing: &mut StripeBilling,
     recorder: &mut Recorder<'_>,
 ) -> Result<(), SyncError> {
@@ -363,7 +364,7 @@ async fn merge(
         }
         Change::Subscription(s) => {
             let state = map::subscription(account, s);
-            recorder.subscription(&state, event.data.previous_attributes.as_ref());
+            recorder.subscription(&state, event.previous_attributes.as_ref());
             track_in(ctx, &mut billing.subscriptions, state, at, "subscriptions", &s.id, |o: &obj::Subscription| {
                 map::subscription(account, o)
             })
