@@ -89,6 +89,19 @@ impl Customer {
         out
     }
 
+    /// Whether this record claims `identity`: `identities().contains`, without building them (every
+    /// event of a known Stripe customer asks).
+    pub fn holds(&self, identity: &Identity) -> bool {
+        match identity {
+            Identity::Email(email) => self.email.as_ref() == Some(email),
+            Identity::Stripe(account, id) => {
+                self.stripe_customer_ids.get(account) == Some(id)
+                    || self.stripe.profiles.get(id).is_some_and(|p| &p.state.account == account)
+            }
+            Identity::Piano(uid) => self.piano_uid.as_ref() == Some(uid),
+        }
+    }
+
     /// Both providers' payment status as one.
     pub fn payment_status(&self) -> PaymentStatus {
         combined_status(self.stripe.payment_status(), self.piano.payment_status())
@@ -145,4 +158,41 @@ pub enum Identity {
     Email(Email),
     Stripe(AccountKey, String),
     Piano(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::billing::{ProfileState, Tracked};
+
+    #[test]
+    fn holds_exactly_the_identities_it_lists() {
+        let account = |k: &str| AccountKey::parse(k).expect("a key");
+        let mut customer = Customer::new(PublicationId::parse("daily").expect("an id"), 1);
+        customer.email = Some(Email::parse("ada@example.com").expect("an email"));
+        customer.link_stripe(&account("main"), "cus_1");
+        let profile = |acct: &str, id: &str| ProfileState {
+            account: account(acct),
+            customer_id: id.into(),
+            email: None,
+            name: None,
+            postcode: None,
+            created: None,
+            deleted: false,
+        };
+        customer.stripe.profiles.insert("cus_2".into(), Tracked { as_of: 1, state: profile("eu", "cus_2") });
+        customer.piano_uid = Some("uid_1".into());
+        let listed = customer.identities();
+        assert_eq!(listed.len(), 4);
+        let others = [
+            Identity::Email(Email::parse("bob@example.com").expect("an email")),
+            Identity::Stripe(account("eu"), "cus_1".into()),
+            Identity::Stripe(account("main"), "cus_2".into()),
+            Identity::Stripe(account("main"), "cus_3".into()),
+            Identity::Piano("uid_2".into()),
+        ];
+        for identity in listed.iter().chain(&others) {
+            assert_eq!(customer.holds(identity), listed.contains(identity), "{identity:?}");
+        }
+    }
 }

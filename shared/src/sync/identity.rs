@@ -64,7 +64,7 @@ pub async fn find_stripe(
     let key = (publication.clone(), account.clone(), stripe_id.to_owned());
     if let Some(id) = cache.get(&key)
         && let Some(found) = customers::get(store, publication, &id).await?
-        && found.value.identities().contains(&identity)
+        && found.value.holds(&identity)
     {
         return Ok(Some(found));
     }

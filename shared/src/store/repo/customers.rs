@@ -5,8 +5,6 @@
 //! (`duplicates`) and the invoices and charges the customer's operation changed (`payments`) are
 //! written in the same transaction.
 
-use std::collections::HashSet;
-
 use super::{Versioned, duplicates, from_item, keys_of, payments, to_doc};
 use crate::domain::billing::PaymentStatus;
 use crate::domain::customer::{Customer, Identity};
@@ -99,8 +97,9 @@ pub async fn update_with(
     extra: Vec<WriteOp>,
 ) -> Result<u64, CustomerWriteError> {
     payments::move_out(store, before).await?;
-    let old: HashSet<Identity> = before.identities().into_iter().collect();
-    let new: Vec<Identity> = after.identities();
+    // A handful each: a list compares them for less than a hash set costs to build.
+    let old = before.identities();
+    let new = after.identities();
     let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
     let mut ops = vec![WriteOp::put(customer_item(after, version + 1)?, Cond::Version(version))];
     for identity in &added {
