@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use shared::domain::ids::{AccountKey, PublicationId};
 use shared::domain::secret::Secret;
-use shared::stripe::event::Event;
+use shared::stripe::event::{Event, EventError};
 use shared::stripe::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use shared::sync::envelope::{self, Header, Provider};
 
