@@ -201,7 +201,9 @@ async fn a_gap_in_live_events_is_caught_up_automatically(store: Arc<dyn Store>) 
     renamed["name"] = json!("Gap Reader Jr");
     let live = listed("evt_gap_live", "customer.updated", now - 5, renamed.clone(), 0);
     renamed["name"] = json!("Gap Reader III");
-    let next = listed("evt_gap_next", "customer.updated", now - 2, renamed, 0);
+    let next = listed("evt_gap_next", "customer.updated", now - 2, renamed.clone(), 0);
+    renamed["name"] = json!("Gap Reader IV");
+    let last = listed("evt_gap_last", "customer.updated", now - 1, renamed, 0);
     world.stripe.put_objects([created.clone(), before.clone(), missed, live.clone(), next.clone()]);
     let jobs_waiting = || async { world.state.queue.depth(JOBS.name).await.unwrap() };
 
@@ -233,6 +235,8 @@ async fn a_gap_in_live_events_is_caught_up_automatically(store: Arc<dyn Store>) 
         (Some("in_gap"), Some("Gap Reader III"))
     );
     assert_eq!(jobs_waiting().await, 0, "the caught-up event is not live: no second catch-up");
+    apply_through_worker(&world, &[&last]).await;
+    assert_eq!(jobs_waiting().await, 0, "the late caught-up event did not move the account back: no gap");
     let requests: Vec<_> = world.stripe.requests().into_iter().filter(|r| r.path == "/v1/events").collect();
     assert!(requests.iter().any(|r| r.param("created[gte]") == Some(since.to_string().as_str())), "{requests:?}");
 }

@@ -366,6 +366,8 @@ async fn concurrent_additions_spread_over_buckets_and_count_once(store: Arc<dyn 
     let body = health(&world).await;
     let figures = source(&body, "stripe", Some("main"));
     assert_eq!(figures["last24h"], json!({"applied": 64, "ignored": 0, "duplicates": 32, "failed": 0}), "{body}");
+    let latest = shared::domain::record::rfc3339(now - 100 + 31).unwrap();
+    assert_eq!(figures["lastApplied"]["eventTime"], latest, "the latest event, whichever addition ran last: {body}");
     let buckets = sync_stats::buckets_since(store.as_ref(), &world.publication, now).await.unwrap();
     assert!(buckets.len() > 1, "32 additions in one bucket: {buckets:?}");
     assert!(buckets.len() as u64 <= sync_stats::BUCKET_SHARDS);

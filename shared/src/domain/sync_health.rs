@@ -66,6 +66,15 @@ pub struct LastEvent {
     pub at: i64,
 }
 
+impl LastEvent {
+    /// Whether `self` is later than `other` as the last applied event: by the provider's time first, so
+    /// an old event applied late (a redrive, a catch-up, a batch that ran slow beside a quicker one)
+    /// does not move the source back to where it stood before; by the time applied between equals.
+    pub fn later_than(&self, other: &LastEvent) -> bool {
+        (self.event_at, self.at) > (other.event_at, other.at)
+    }
+}
+
 /// Everything known of one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceHealth {
@@ -345,5 +354,15 @@ mod tests {
         (s.last_applied, s.last_received, s.last_processed_at) = (None, None, None);
         let v = judge(&[s], &[]);
         assert!(v.actions[0].contains("/stripe-accounts/books/webhook-endpoint"), "{:?}", v.actions);
+    }
+
+    #[test]
+    fn the_later_applied_event_is_the_later_one_by_provider_time() {
+        let event = |event_at, at| LastEvent { event_type: None, event_at, at };
+        assert!(event(Some(NOW), NOW - 10).later_than(&event(Some(NOW - 1), NOW)), "applied earlier, newer");
+        assert!(!event(Some(NOW - 3_600), NOW).later_than(&event(Some(NOW), NOW - 10)), "an old event applied late");
+        assert!(event(Some(NOW), NOW).later_than(&event(Some(NOW), NOW - 1)), "equal times: applied later");
+        assert!(!event(Some(NOW), NOW).later_than(&event(Some(NOW), NOW)), "the same event");
+        assert!(event(None, NOW).later_than(&event(None, NOW - 1)), "no provider time: by the time applied");
     }
 }

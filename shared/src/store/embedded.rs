@@ -275,10 +275,8 @@ fn apply(
             WriteOp::Put { item, .. } => {
                 let replaced = items
                     .insert((item.key.pk.as_str(), item.key.sk.as_str()), encode(&item).as_slice())
-                    .map_err(backend)?
-                    .map(|old| gsi_of(&item.key, old.value()))
-                    .transpose()?;
-                let old_gsi = old_gsi.unwrap_or_else(|| replaced.flatten());
+                    .map_err(backend)?;
+                let old_gsi = known_or_replaced(old_gsi, &item.key, replaced.as_ref().map(|old| old.value()))?;
                 // An unchanged index entry is left alone: rewriting it would dirty its page for nothing.
                 if old_gsi != item.gsi1 {
                     if let Some(g) = &old_gsi {
@@ -292,12 +290,9 @@ fn apply(
                 }
             }
             WriteOp::Delete { key, .. } => {
-                let removed = items
-                    .remove((key.pk.as_str(), key.sk.as_str()))
-                    .map_err(backend)?
-                    .map(|old| gsi_of(&key, old.value()))
-                    .transpose()?;
-                if let Some(g) = old_gsi.unwrap_or_else(|| removed.flatten()) {
+                let removed = items.remove((key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
+                let old_gsi = known_or_replaced(old_gsi, &key, removed.as_ref().map(|old| old.value()))?;
+                if let Some(g) = old_gsi {
                     gsi.remove((g.pk.as_str(), g.sk.as_str(), key.pk.as_str(), key.sk.as_str())).map_err(backend)?;
                 }
             }
@@ -307,9 +302,14 @@ fn apply(
     Ok(())
 }
 
-/// The index key stored with an item's value.
-fn gsi_of(key: &Key, bytes: &[u8]) -> Result<Option<Key>, StoreError> {
-    Ok(decode_head(key, bytes)?.0.gsi1)
+/// The index key an op's item had: the one read for its condition, else the one stored with the value
+/// its write replaced (decoded only then).
+fn known_or_replaced(read: Option<Option<Key>>, key: &Key, replaced: Option<&[u8]>) -> Result<Option<Key>, StoreError> {
+    match (read, replaced) {
+        (Some(read), _) => Ok(read),
+        (None, Some(bytes)) => Ok(decode_head(key, bytes)?.0.gsi1),
+        (None, None) => Ok(None),
+    }
 }
 
 fn read_item(

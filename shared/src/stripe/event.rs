@@ -58,6 +58,12 @@ impl<O> Envelope<O> {
             previous_attributes: self.data.previous_attributes,
         }
     }
+
+    /// The object, and the rest of the event without it.
+    fn split(self) -> (Envelope<()>, O) {
+        let Envelope { id, kind, created, api_version, livemode, data: Data { object, previous_attributes } } = self;
+        (Envelope { id, kind, created, api_version, livemode, data: Data { object: (), previous_attributes } }, object)
+    }
 }
 
 /// What ingestion reads of a body: the envelope, with `data.object` checked to be an object but not
@@ -187,10 +193,8 @@ struct Whole<'b, 'e> {
 
 impl Source for Whole<'_, '_> {
     fn object<T: DeserializeOwned + Keyed>(self) -> Result<T, String> {
-        let read: Envelope<T> = serde_json::from_slice(self.body).map_err(|e| e.to_string())?;
-        let Envelope { id, kind, created, api_version, livemode, data: Data { object, previous_attributes } } = read;
-        *self.envelope =
-            Some(Envelope { id, kind, created, api_version, livemode, data: Data { object: (), previous_attributes } });
+        let (envelope, object) = serde_json::from_slice::<Envelope<T>>(self.body).map_err(|e| e.to_string())?.split();
+        *self.envelope = Some(envelope);
         with_id(object)
     }
 }

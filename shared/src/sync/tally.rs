@@ -51,7 +51,7 @@ struct Entry {
 impl Entry {
     /// Keeps `last` when it is the latest applied event by provider time: it stands for the others.
     fn applied(&mut self, last: LastEvent) {
-        if self.applied.as_ref().is_none_or(|held| held.event_at <= last.event_at) {
+        if self.applied.as_ref().is_none_or(|held| !held.later_than(&last)) {
             self.applied = Some(last);
         }
     }

@@ -143,7 +143,8 @@ async fn add_counts(store: &dyn Store, publication: &PublicationId, addition: &A
     store.write(vec![WriteOp::put(item, cond)]).await
 }
 
-/// Makes `last` the source's last applied event unless the marker holds a later (or the same) one.
+/// Makes `last` the source's last applied event unless the marker holds a later (or the same) one
+/// (`LastEvent::later_than`).
 async fn mark_applied(
     store: &dyn Store,
     publication: &PublicationId,
@@ -152,7 +153,7 @@ async fn mark_applied(
 ) -> Result<Option<LastEvent>, StoreError> {
     let key = marker_key(publication, source, Stage::Applied);
     let held = store.get(&key).await?.map(from_item::<Marker>).transpose()?;
-    if held.as_ref().is_some_and(|h| h.value.last.at > last.at || h.value.last == *last) {
+    if held.as_ref().is_some_and(|h| !last.later_than(&h.value.last)) {
         return Ok(None);
     }
     let (cond, version) = held.as_ref().map_or((Cond::NotExists, 1), |h| (Cond::Version(h.version), h.version + 1));
