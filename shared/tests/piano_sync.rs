@@ -11,11 +11,12 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use shared::domain::customer::{Customer, Identity};
 use shared::domain::ids::{Email, PublicationId};
+use shared::domain::piano::PianoPaymentStatus;
 use shared::domain::record::{CustomerRecord, products_of};
 use shared::domain::settings::PublicationSettings;
 use shared::store::Store;
 use shared::store::repo::publications::{self, StoredSettings};
-use shared::store::repo::{activities, customers, unmapped};
+use shared::store::repo::{activities, customers, ledger, payments, unmapped};
 use shared::sync::Outcome;
 use shared::sync::envelope::{self, Header, Provider};
 use shared::sync::worker::EventWorker;
@@ -33,7 +34,8 @@ async fn configure(store: &dyn Store) {
         "name": "The Daily",
         "piano": {"aid": AID, "apiToken": API_TOKEN, "privateKey": "thestringliteralisexactlyfortych"},
         "catalogue": [{"sku": "EBOOK-42", "name": "Election guide (ebook)", "stripeProductIds": ["prod_guide"],
-                       "pianoResourceIds": ["RGUIDE"]}]
+                       "pianoResourceIds": ["RGUIDE"]}],
+        "automations": [{"id": "refunds", "on": "refund", "do": [{"logActivity": {"message": "Refunded"}}]}]
     });
     let parsed = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
     let stored = StoredSettings { publication_id: publication(), settings: parsed, updated_at: 0 };
@@ -168,22 +170,31 @@ async fn subscriptions_and_payments_feed_status_and_lifetime_value(store: Arc<dy
 
     let later = [
         event("payment_completed", uid, with(json!({"payment_id": "UP2", "amount": "9.99", "currency": "usd"}))),
-        event("payment_refund", uid, with(json!({"payment_id": "UP1", "refund_amount": "3", "currency": "usd"}))),
         event("subscription_canceled", uid, with(json!({}))),
+        event("payment_refund", uid, json!({"payment_id": "UP1", "refund_amount": "3", "currency": "usd"})),
     ];
     for (n, e) in later.iter().enumerate() {
         assert_eq!(w.process(&message(n as i64 + 10, e)).await.unwrap(), Outcome::Applied);
     }
     let r = record(store.as_ref(), uid).await;
     assert_eq!(r["lifetimeValue"], json!([{"currency": "usd", "amount": 999 + 999 - 300}]));
+    // The payments and the refund are items of their own; the customer item holds their figures.
+    let mut c = customer(store.as_ref(), uid).await;
+    assert!(c.piano.payments.is_empty() && c.piano.refunds.is_empty(), "{:?}", c.piano);
+    payments::read_piano_payment(store.as_ref(), &mut c, "UP2").await.unwrap();
+    assert_eq!(c.piano.payments["UP2"].state.status, PianoPaymentStatus::Completed, "{:?}", c.piano);
+    // The refund's automation names what the refunded payment bought, though its subscription ended:
+    // the refund event read the payment's item.
+    let fired = ledger::pending(store.as_ref(), &publication(), "piano", "pn_test0012").await.unwrap();
+    assert_eq!(fired.iter().map(|f| &f.product_ids).collect::<Vec<_>>(), [&["RGUIDE".to_owned()]], "{fired:?}");
     assert_eq!(r["subscriptions"][0]["status"], "canceled");
     assert_eq!(r["paymentStatus"], "cancelled");
     let kinds: Vec<&str> = r["activities"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         [
-            "cancellation_scheduled",
             "refund",
+            "cancellation_scheduled",
             "payment_succeeded",
             "payment_failed",
             "payment_succeeded",

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use shared::domain::billing::{ChargeState, InvoiceState, PaymentStatus, RefundState, Tracked};
 use shared::domain::customer::{Customer, Identity};
 use shared::domain::ids::{AccountKey, Email, PublicationId};
-use shared::domain::money::Currency;
+use shared::domain::money::{Currency, Money};
+use shared::domain::piano::{PianoPayment, PianoPaymentStatus, PianoRefund, PianoSubscription};
 use shared::domain::settings::PublicationSettings;
 use shared::store::repo::customers::{self, CustomerWriteError};
 use shared::store::repo::{keys_of, ledger, payments, publications};
@@ -459,19 +460,21 @@ fn paying_customer(publication: &PublicationId, n: usize) -> Customer {
     c
 }
 
+/// Creates both customers and answers the length of each one's customer item.
+async fn created_item_lengths(store: &S, a: &Customer, b: &Customer) -> (usize, usize) {
+    let mut lengths = [0; 2];
+    for (c, length) in [a, b].into_iter().zip(&mut lengths) {
+        customers::create(store.as_ref(), c).await.unwrap();
+        *length = store.get(&keys_of::customer(&c.publication_id, &c.id)).await.unwrap().unwrap().doc.len();
+    }
+    (lengths[0], lengths[1])
+}
+
 async fn payments_live_in_items_of_their_own(store: S) {
     let publication = publication();
     let (short, long) = (paying_customer(&publication, 2), paying_customer(&publication, 40));
-    for c in [&short, &long] {
-        customers::create(store.as_ref(), c).await.unwrap();
-    }
-    let doc_len = |c: &Customer| {
-        let store = store.clone();
-        let key = keys_of::customer(&c.publication_id, &c.id);
-        async move { store.get(&key).await.unwrap().unwrap().doc.len() }
-    };
     // The customer item holds the figures, not the states: 40 months weigh what 2 do.
-    let (short_len, long_len) = (doc_len(&short).await, doc_len(&long).await);
+    let (short_len, long_len) = created_item_lengths(&store, &short, &long).await;
     assert!(long_len <= short_len + 16, "customer item of 2 months {short_len} bytes, of 40 months {long_len}");
 
     let plain = customers::get(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
@@ -503,21 +506,35 @@ async fn payments_live_in_items_of_their_own(store: S) {
     assert_eq!(reread.value.stripe.invoices, full.value.stripe.invoices);
 }
 
+/// Stores `c` as customer items were written before payments had items of their own: under `side`, the
+/// states `inline` and no `figures` field.
+async fn put_as_written_before<const N: usize>(
+    store: &S,
+    c: &Customer,
+    side: &str,
+    figures: &str,
+    inline: [(&str, serde_json::Value); N],
+) {
+    let mut doc = serde_json::to_value(c).unwrap();
+    let fields = doc[side].as_object_mut().unwrap();
+    fields.remove(figures);
+    fields.extend(inline.into_iter().map(|(name, states)| (name.to_owned(), states)));
+    let item = Item::new(keys_of::customer(&c.publication_id, &c.id), doc.to_string())
+        .with_gsi1(keys_of::customer_listing(&c.publication_id, &c.id))
+        .with_version(1);
+    store.write(vec![WriteOp::put(item, Cond::NotExists)]).await.unwrap();
+}
+
 async fn items_written_before_payment_items_move_out_on_their_next_write(store: S) {
     let publication = publication();
     // More states than one transaction may write.
     let old = paying_customer(&publication, 120);
-    // The customer item as it was written before: the states inline, no figures.
-    let mut doc = serde_json::to_value(&old).unwrap();
-    let stripe = doc["stripe"].as_object_mut().unwrap();
-    stripe.remove("payments");
-    stripe.insert("invoices".into(), serde_json::to_value(&old.stripe.invoices).unwrap());
-    stripe.insert("charges".into(), serde_json::to_value(&old.stripe.charges).unwrap());
-    stripe.insert("refunds".into(), serde_json::to_value(&old.stripe.refunds).unwrap());
-    let item = Item::new(keys_of::customer(&publication, &old.id), doc.to_string())
-        .with_gsi1(keys_of::customer_listing(&publication, &old.id))
-        .with_version(1);
-    store.write(vec![WriteOp::put(item, Cond::NotExists)]).await.unwrap();
+    let inline = [
+        ("invoices", serde_json::to_value(&old.stripe.invoices).unwrap()),
+        ("charges", serde_json::to_value(&old.stripe.charges).unwrap()),
+        ("refunds", serde_json::to_value(&old.stripe.refunds).unwrap()),
+    ];
+    put_as_written_before(&store, &old, "stripe", "payments", inline).await;
 
     let read = customers::get(store.as_ref(), &publication, &old.id).await.unwrap().unwrap();
     assert!(read.value.stripe.inline);
@@ -537,6 +554,100 @@ async fn items_written_before_payment_items_move_out_on_their_next_write(store: 
     assert_eq!(full.value.name.as_deref(), Some("Renamed"));
 }
 
+/// A Piano reader's `n` monthly payments of subscription S1, the last one failed, and one refund.
+fn piano_payer(publication: &PublicationId, n: usize) -> Customer {
+    let mut c = customer_with_email(publication, &format!("piano{n}@example.com"));
+    c.piano_uid = Some(format!("uid_{n}"));
+    let live = PianoSubscription {
+        id: "S1".into(),
+        status: "active".into(),
+        term_id: None,
+        resource_id: Some("R1".into()),
+        expires_at: None,
+    };
+    c.piano.subscriptions.insert("S1".into(), Tracked { as_of: 1, state: live });
+    for i in 0..n {
+        let status = if i + 1 == n { PianoPaymentStatus::Failed } else { PianoPaymentStatus::Completed };
+        let id = format!("P{i:03}");
+        let state = PianoPayment {
+            id: id.clone(),
+            status,
+            amount: Some(Money::new(999, usd())),
+            subscription_id: Some("S1".into()),
+        };
+        c.piano.payments.insert(id, Tracked { as_of: 1_750_000_000_000_000 + i as i64, state });
+    }
+    c.piano
+        .refunds
+        .insert("evt_refund".into(), PianoRefund { payment_id: Some("P000".into()), amount: Money::new(99, usd()) });
+    c
+}
+
+async fn piano_payments_live_in_items_of_their_own(store: S) {
+    let publication = publication();
+    let (short, long) = (piano_payer(&publication, 2), piano_payer(&publication, 40));
+    let (short_len, long_len) = created_item_lengths(&store, &short, &long).await;
+    assert!(long_len <= short_len + 16, "customer item of 2 payments {short_len} bytes, of 40 {long_len}");
+
+    let plain = customers::get(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
+    assert!(plain.value.piano.payments.is_empty() && plain.value.piano.refunds.is_empty());
+    assert_eq!(plain.value.lifetime_value().get(&usd()), 39 * 999 - 99);
+    assert_eq!(plain.value.payment_status(), PaymentStatus::Overdue, "the latest payment failed");
+    let key = keys_of::customer_piano_payment(&publication, &long.id, "P039");
+    let stored: Tracked<PianoPayment> = serde_json::from_str(&store.get(&key).await.unwrap().unwrap().doc).unwrap();
+    assert_eq!(stored, long.piano.payments["P039"]);
+    let key = keys_of::customer_piano_refund(&publication, &long.id, "evt_refund");
+    assert!(store.get(&key).await.unwrap().is_some());
+
+    // The failed payment read and then completed: only its item is written, and the figures follow.
+    let mut touched = plain.clone();
+    payments::read_piano_payment(store.as_ref(), &mut touched.value, "P039").await.unwrap();
+    assert_eq!(touched.value.lifetime_value(), plain.value.lifetime_value(), "reading changes no figure");
+    let mut after = touched.value.clone();
+    let paid = after.piano.payments.get_mut("P039").unwrap();
+    (paid.as_of, paid.state.status) = (paid.as_of + 1, PianoPaymentStatus::Completed);
+    let writes = payments::changes(Some(&touched.value), &after).unwrap();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    customers::update(store.as_ref(), &touched.value, &after, touched.version).await.unwrap();
+    let again = customers::get(store.as_ref(), &publication, &long.id).await.unwrap().unwrap();
+    assert_eq!(again.value.lifetime_value().get(&usd()), 40 * 999 - 99);
+    assert_eq!(again.value.payment_status(), PaymentStatus::Current);
+}
+
+async fn piano_items_written_inline_move_out_on_their_next_write(store: S) {
+    let publication = publication();
+    let old = piano_payer(&publication, 120);
+    let inline = [
+        ("payments", serde_json::to_value(&old.piano.payments).unwrap()),
+        ("refunds", serde_json::to_value(&old.piano.refunds).unwrap()),
+    ];
+    put_as_written_before(&store, &old, "piano", "figures", inline).await;
+
+    let read = customers::get(store.as_ref(), &publication, &old.id).await.unwrap().unwrap();
+    assert!(read.value.piano.inline && !read.value.stripe.inline);
+    assert_eq!(read.value.piano.payments, old.piano.payments);
+    assert_eq!(
+        (read.value.lifetime_value(), read.value.payment_status()),
+        (old.lifetime_value(), old.payment_status())
+    );
+
+    let mut renamed = read.value.clone();
+    renamed.name = Some("Renamed".into());
+    customers::update(store.as_ref(), &read.value, &renamed, read.version).await.unwrap();
+    let plain = customers::get(store.as_ref(), &publication, &old.id).await.unwrap().unwrap();
+    assert!(!plain.value.piano.inline && plain.value.piano.payments.is_empty());
+    assert_eq!(plain.value.lifetime_value().get(&usd()), 119 * 999 - 99);
+    assert_eq!(plain.value.payment_status(), PaymentStatus::Overdue);
+    for id in old.piano.payments.keys() {
+        let mut moved = plain.value.clone();
+        payments::read_piano_payment(store.as_ref(), &mut moved, id).await.unwrap();
+        assert_eq!(moved.piano.payments.get(id), old.piano.payments.get(id), "{id}");
+    }
+    let mut moved = plain.value.clone();
+    payments::read_piano_refund(store.as_ref(), &mut moved, "evt_refund").await.unwrap();
+    assert_eq!(moved.piano.refunds, old.piano.refunds);
+}
+
 for_each_store!(
     put_get_delete_round_trip,
     conditions_hold_or_nothing_changes,
@@ -552,4 +663,6 @@ for_each_store!(
     settings_are_versioned_and_found_by_piano_aid,
     payments_live_in_items_of_their_own,
     items_written_before_payment_items_move_out_on_their_next_write,
+    piano_payments_live_in_items_of_their_own,
+    piano_items_written_inline_move_out_on_their_next_write,
 );

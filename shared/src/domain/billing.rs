@@ -337,17 +337,14 @@ impl From<StoredBilling> for StripeBilling {
 
 impl Serialize for StripeBilling {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        fn empty<V>(map: &&BTreeMap<String, V>) -> bool {
-            map.is_empty()
-        }
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Stored<'a> {
-            #[serde(skip_serializing_if = "empty")]
+            #[serde(skip_serializing_if = "empty_map")]
             profiles: &'a BTreeMap<String, Tracked<ProfileState>>,
-            #[serde(skip_serializing_if = "empty")]
+            #[serde(skip_serializing_if = "empty_map")]
             subscriptions: &'a BTreeMap<String, Tracked<SubscriptionState>>,
-            #[serde(skip_serializing_if = "empty")]
+            #[serde(skip_serializing_if = "empty_map")]
             schedules: &'a BTreeMap<String, Tracked<ScheduleState>>,
             payments: PaymentFigures,
         }
@@ -359,6 +356,11 @@ impl Serialize for StripeBilling {
         }
         .serialize(serializer)
     }
+}
+
+/// For `skip_serializing_if` on a borrowed map of a stored form.
+pub(crate) fn empty_map<V>(map: &&BTreeMap<String, V>) -> bool {
+    map.is_empty()
 }
 
 /// `current | overdue | cancelled | none`, as API.md names them.

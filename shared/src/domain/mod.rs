@@ -11,6 +11,7 @@ pub mod matching;
 pub mod money;
 pub mod payments;
 pub mod piano;
+pub mod piano_payments;
 pub mod record;
 pub mod revenue;
 pub mod secret;

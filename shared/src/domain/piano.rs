@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::access::Entitlement;
-use super::billing::{PaymentStatus, Progress, Tracked};
+use super::billing::{PaymentStatus, Progress, Tracked, empty_map};
 use super::money::{Money, Totals};
+use super::piano_payments::PianoFigures;
 
 /// What Piano last said of the user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,62 +85,104 @@ pub struct PianoRefund {
     pub amount: Money,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The Piano side of a customer. Payments and refunds are stored in items of their own
+/// (`domain::piano_payments`): the maps hold those an operation read, `rest` the figures of the others.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "StoredPiano")]
 pub struct PianoSide {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Tracked<PianoProfile>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub entitlements: BTreeMap<String, Tracked<Entitlement>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, Tracked<PianoSubscription>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub payments: BTreeMap<String, Tracked<PianoPayment>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub refunds: BTreeMap<String, PianoRefund>,
+    /// The figures of the payments and refunds not in the maps.
+    pub rest: PianoFigures,
+    /// Read from a customer item written before payments and refunds had items of their own: the maps
+    /// came from that item, and the next write stores each in its own item.
+    pub inline: bool,
+}
+
+/// `PianoSide` as the customer item holds it. Older items hold the payments and refunds themselves
+/// and no `figures`; an item without payments holds neither.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredPiano {
+    #[serde(default)]
+    profile: Option<Tracked<PianoProfile>>,
+    #[serde(default)]
+    entitlements: BTreeMap<String, Tracked<Entitlement>>,
+    #[serde(default)]
+    subscriptions: BTreeMap<String, Tracked<PianoSubscription>>,
+    #[serde(default)]
+    payments: BTreeMap<String, Tracked<PianoPayment>>,
+    #[serde(default)]
+    refunds: BTreeMap<String, PianoRefund>,
+    #[serde(default)]
+    figures: Option<PianoFigures>,
+}
+
+impl From<StoredPiano> for PianoSide {
+    fn from(s: StoredPiano) -> Self {
+        Self {
+            inline: s.figures.is_none() && !(s.payments.is_empty() && s.refunds.is_empty()),
+            profile: s.profile,
+            entitlements: s.entitlements,
+            subscriptions: s.subscriptions,
+            payments: s.payments,
+            refunds: s.refunds,
+            rest: s.figures.unwrap_or_default(),
+        }
+    }
+}
+
+impl Serialize for PianoSide {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stored<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            profile: Option<&'a Tracked<PianoProfile>>,
+            #[serde(skip_serializing_if = "empty_map")]
+            entitlements: &'a BTreeMap<String, Tracked<Entitlement>>,
+            #[serde(skip_serializing_if = "empty_map")]
+            subscriptions: &'a BTreeMap<String, Tracked<PianoSubscription>>,
+            #[serde(skip_serializing_if = "PianoFigures::is_empty")]
+            figures: PianoFigures,
+        }
+        Stored {
+            profile: self.profile.as_ref(),
+            entitlements: &self.entitlements,
+            subscriptions: &self.subscriptions,
+            figures: self.figures(),
+        }
+        .serialize(serializer)
+    }
 }
 
 impl PianoSide {
-    /// The latest payment for subscription `id` (or naming none), by receipt.
-    fn last_payment_of(&self, id: &str) -> Option<&PianoPayment> {
-        self.payments
-            .values()
-            .filter(|p| p.state.subscription_id.as_deref().is_none_or(|s| s == id))
-            .max_by_key(|p| (p.as_of, p.state.id.clone()))
-            .map(|p| &p.state)
-    }
-
     /// The same scale as Stripe's: overdue when a live subscription's last payment failed, current with
     /// a live subscription or any completed payment, cancelled when every subscription ended.
     pub fn payment_status(&self) -> PaymentStatus {
+        let figures = self.figures();
         let subs: Vec<&PianoSubscription> = self.subscriptions.values().map(|t| &t.state).collect();
         let failed =
-            |s: &PianoSubscription| self.last_payment_of(&s.id).is_some_and(|p| p.status == PianoPaymentStatus::Failed);
+            |s: &PianoSubscription| figures.latest_of(&s.id).is_some_and(|p| p.status == PianoPaymentStatus::Failed);
         if subs.iter().any(|s| s.is_live() && failed(s)) {
             PaymentStatus::Overdue
         } else if subs.iter().any(|s| s.is_live()) {
             PaymentStatus::Current
         } else if !subs.is_empty() {
             PaymentStatus::Cancelled
-        } else if self.payments.values().any(|p| p.state.status == PianoPaymentStatus::Completed) {
+        } else if figures.completed {
             PaymentStatus::Current
         } else {
             PaymentStatus::None
         }
     }
 
-    /// Completed payments minus refunds, per currency.
+    /// Completed payments less refunds, per currency.
     pub fn lifetime_value(&self) -> Totals {
-        let mut totals = Totals::default();
-        for payment in self.payments.values().filter(|p| p.state.status == PianoPaymentStatus::Completed) {
-            if let Some(amount) = &payment.state.amount {
-                totals.add(&amount.currency, amount.amount);
-            }
-        }
-        for refund in self.refunds.values() {
-            totals.add(&refund.amount.currency, -refund.amount.amount);
-        }
-        totals
+        self.figures().value
     }
 }
 

@@ -21,7 +21,7 @@ use crate::piano::client::{PianoApi, PianoError, PianoUser, base_for};
 use crate::piano::webhook::PianoEvent;
 use crate::store::repo::customers::{self, CustomerWriteError};
 use crate::store::repo::unmapped::{self, Unmapped};
-use crate::store::repo::{Versioned, activities, ledger};
+use crate::store::repo::{Versioned, activities, ledger, payments};
 use crate::store::{Store, StoreError, WriteOp};
 
 const PROVIDER: &str = "piano";
@@ -199,6 +199,37 @@ fn merge_keyed<T: PartialEq + Progress + Clone>(
     }
 }
 
+/// The payment a payment or refund event names.
+fn named_payment(event: &PianoEvent) -> Option<String> {
+    text(event, &["payment_id", "user_payment_id", "transaction_id"])
+}
+
+/// The payment a payment event is about: the one it names, else the event itself.
+fn payment_id(d: &Delivery<'_>) -> String {
+    named_payment(d.event).unwrap_or_else(|| d.event_id.to_owned())
+}
+
+/// Reads the payment or refund item the event merges into; for a refund, also the payment it names
+/// (automations name what a refund was bought through).
+async fn read_touched(
+    store: &dyn Store,
+    customer: &mut Customer,
+    d: &Delivery<'_>,
+    subject: &Subject,
+) -> Result<(), StoreError> {
+    match subject {
+        Subject::Payment(_) => payments::read_piano_payment(store, customer, &payment_id(d)).await,
+        Subject::Refund => {
+            payments::read_piano_refund(store, customer, d.event_id).await?;
+            match named_payment(d.event) {
+                Some(payment) => payments::read_piano_payment(store, customer, &payment).await,
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets on `after` what the event says and answers the timeline entries it makes.
 fn change(after: &mut Customer, d: &Delivery<'_>, subject: &Subject) -> Vec<Activity> {
     let event = d.event;
@@ -289,8 +320,7 @@ fn change(after: &mut Customer, d: &Delivery<'_>, subject: &Subject) -> Vec<Acti
             vec![activity(activity_kind, summary, None, Some(id))]
         }
         Subject::Payment(status) => {
-            let id = text(event, &["payment_id", "user_payment_id", "transaction_id"])
-                .unwrap_or_else(|| d.event_id.to_owned());
+            let id = payment_id(d);
             let amount = money(event, &["amount", "price", "total"]);
             let state = PianoPayment {
                 id: id.clone(),
@@ -310,7 +340,7 @@ fn change(after: &mut Customer, d: &Delivery<'_>, subject: &Subject) -> Vec<Acti
             let Some(amount) = money(event, &["refund_amount", "amount", "price", "total"]) else {
                 return Vec::new();
             };
-            let payment_id = text(event, &["payment_id", "user_payment_id", "transaction_id"]);
+            let payment_id = named_payment(event);
             after
                 .piano
                 .refunds
@@ -366,7 +396,8 @@ pub async fn apply(store: &dyn Store, d: &Delivery<'_>) -> Result<Outcome, SyncE
         if round > 0 {
             contention_pause(round).await;
         }
-        let found = customer_of(store, d, &uid, email.as_ref()).await?;
+        let mut found = customer_of(store, d, &uid, email.as_ref()).await?;
+        read_touched(store, &mut found.value, d, &subject).await?;
         let mut after = found.value.clone();
         let activities = change(&mut after, d, &subject);
         if keep_email {

@@ -1,42 +1,59 @@
-//! A customer's invoices and charge groups (`domain::payments`): items in the customer's partition,
-//! written in the customer's own transaction (`customers::update_with`), so the customer item's
-//! version guards them too. An operation reads the ones it touches; a full record reads them all.
+//! A customer's Stripe invoices and charge groups (`domain::payments`) and Piano payments and refunds
+//! (`domain::piano_payments`): items in the customer's partition, written in the customer's own
+//! transaction (`customers::update_with`), so the customer item's version guards them too. An
+//! operation reads the ones it touches; a full record reads the Stripe ones all (nothing shows Piano's).
 
 use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{from_item, keys_of, query_all, to_doc};
 use crate::domain::billing::{InvoiceState, Tracked};
 use crate::domain::customer::Customer;
 use crate::domain::payments::ChargeGroup;
-use crate::store::{Cond, Index, Item, Query, SkCond, Store, StoreError, WriteOp};
+use crate::domain::piano::{PianoPayment, PianoRefund};
+use crate::store::{Cond, Index, Item, Key, Query, SkCond, Store, StoreError, WriteOp};
 
-/// The writes that store `after`'s invoices and charge groups where they differ from `before`'s (all
-/// of them when there is no `before`).
+/// The writes that store `after`'s payment states where they differ from `before`'s (all of them when
+/// there is no `before`).
 pub fn changes(before: Option<&Customer>, after: &Customer) -> Result<Vec<WriteOp>, StoreError> {
-    writes(before, after, Cond::None)
+    let mut ops = stripe_writes(before, after, Cond::None)?;
+    ops.extend(piano_writes(before, after, Cond::None)?);
+    Ok(ops)
 }
 
-fn writes(before: Option<&Customer>, after: &Customer, cond: Cond) -> Result<Vec<WriteOp>, StoreError> {
+/// Puts each state of `after` under `key_of` its key where `before` holds it differently or not at all.
+fn puts<V: PartialEq + Serialize>(
+    before: Option<&BTreeMap<String, V>>,
+    after: &BTreeMap<String, V>,
+    key_of: impl Fn(&str) -> Key,
+    cond: Cond,
+) -> Result<Vec<WriteOp>, StoreError> {
+    let changed = after.iter().filter(|(key, state)| before.and_then(|b| b.get(*key)) != Some(*state));
+    changed.map(|(key, state)| Ok(WriteOp::put(Item::new(key_of(key), to_doc(state)?), cond))).collect()
+}
+
+fn stripe_writes(before: Option<&Customer>, after: &Customer, cond: Cond) -> Result<Vec<WriteOp>, StoreError> {
     let (publication, id) = (&after.publication_id, &after.id);
-    let empty = BTreeMap::new();
-    let old_invoices = before.map_or(&empty, |b| &b.stripe.invoices);
-    let old_groups = before.map(|b| b.stripe.groups()).unwrap_or_default();
-    let mut ops = Vec::new();
-    for (key, invoice) in &after.stripe.invoices {
-        if old_invoices.get(key) != Some(invoice) {
-            let item = Item::new(keys_of::customer_invoice(publication, id, key), to_doc(invoice)?);
-            ops.push(WriteOp::put(item, cond));
-        }
+    let old_invoices = before.map(|b| &b.stripe.invoices);
+    let invoice_key = |key: &str| keys_of::customer_invoice(publication, id, key);
+    let mut ops = puts(old_invoices, &after.stripe.invoices, invoice_key, cond)?;
+    for key in old_invoices.into_iter().flat_map(|old| old.keys()).filter(|k| !after.stripe.invoices.contains_key(*k)) {
+        ops.push(WriteOp::Delete { key: invoice_key(key), cond: Cond::None });
     }
-    for key in old_invoices.keys().filter(|k| !after.stripe.invoices.contains_key(*k)) {
-        ops.push(WriteOp::Delete { key: keys_of::customer_invoice(publication, id, key), cond: Cond::None });
-    }
-    for (key, group) in after.stripe.groups() {
-        if old_groups.get(&key) != Some(&group) {
-            let item = Item::new(keys_of::customer_charge(publication, id, &key), to_doc(&group)?);
-            ops.push(WriteOp::put(item, cond));
-        }
-    }
+    let old_groups = before.map(|b| b.stripe.groups());
+    let group_key = |key: &str| keys_of::customer_charge(publication, id, key);
+    ops.extend(puts(old_groups.as_ref(), &after.stripe.groups(), group_key, cond)?);
+    Ok(ops)
+}
+
+fn piano_writes(before: Option<&Customer>, after: &Customer, cond: Cond) -> Result<Vec<WriteOp>, StoreError> {
+    let (publication, id) = (&after.publication_id, &after.id);
+    let payment_key = |key: &str| keys_of::customer_piano_payment(publication, id, key);
+    let mut ops = puts(before.map(|b| &b.piano.payments), &after.piano.payments, payment_key, cond)?;
+    let refund_key = |key: &str| keys_of::customer_piano_refund(publication, id, key);
+    ops.extend(puts(before.map(|b| &b.piano.refunds), &after.piano.refunds, refund_key, cond)?);
     Ok(ops)
 }
 
@@ -45,10 +62,13 @@ fn writes(before: Option<&Customer>, after: &Customer, cond: Cond) -> Result<Vec
 /// are, the customer's transaction stays within its limit) and only where no item exists yet (a
 /// concurrent writer may have moved them out already, and newer).
 pub async fn move_out(store: &dyn Store, before: &Customer) -> Result<(), StoreError> {
-    if !before.stripe.inline {
-        return Ok(());
+    let mut puts = Vec::new();
+    if before.stripe.inline {
+        puts.extend(stripe_writes(None, before, Cond::NotExists)?);
     }
-    let puts = writes(None, before, Cond::NotExists)?;
+    if before.piano.inline {
+        puts.extend(piano_writes(None, before, Cond::NotExists)?);
+    }
     futures::future::try_join_all(puts.into_iter().map(|put| async move {
         match store.write(vec![put]).await {
             Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
@@ -59,14 +79,19 @@ pub async fn move_out(store: &dyn Store, before: &Customer) -> Result<(), StoreE
     .map(|_| ())
 }
 
+/// The state stored under `key`, if any.
+async fn read<T: DeserializeOwned>(store: &dyn Store, key: &Key) -> Result<Option<T>, StoreError> {
+    Ok(store.get(key).await?.map(from_item::<T>).transpose()?.map(|found| found.value))
+}
+
 /// Reads invoice `invoice` into the customer, when it has an item and is not read already.
 pub async fn read_invoice(store: &dyn Store, customer: &mut Customer, invoice: &str) -> Result<(), StoreError> {
     if customer.stripe.holds_invoice(invoice) {
         return Ok(());
     }
     let key = keys_of::customer_invoice(&customer.publication_id, &customer.id, invoice);
-    if let Some(item) = store.get(&key).await? {
-        customer.stripe.adopt_invoice(from_item::<Tracked<InvoiceState>>(item)?.value);
+    if let Some(state) = read(store, &key).await? {
+        customer.stripe.adopt_invoice(state);
     }
     Ok(())
 }
@@ -77,8 +102,32 @@ pub async fn read_group(store: &dyn Store, customer: &mut Customer, group: &str)
         return Ok(());
     }
     let key = keys_of::customer_charge(&customer.publication_id, &customer.id, group);
-    if let Some(item) = store.get(&key).await? {
-        customer.stripe.adopt_group(group, from_item::<ChargeGroup>(item)?.value);
+    if let Some(state) = read(store, &key).await? {
+        customer.stripe.adopt_group(group, state);
+    }
+    Ok(())
+}
+
+/// Reads Piano payment `payment` into the customer, like `read_invoice`.
+pub async fn read_piano_payment(store: &dyn Store, customer: &mut Customer, payment: &str) -> Result<(), StoreError> {
+    if customer.piano.payments.contains_key(payment) {
+        return Ok(());
+    }
+    let key = keys_of::customer_piano_payment(&customer.publication_id, &customer.id, payment);
+    if let Some(state) = read::<Tracked<PianoPayment>>(store, &key).await? {
+        customer.piano.adopt_payment(state);
+    }
+    Ok(())
+}
+
+/// Reads the Piano refund announced by event `event` into the customer, like `read_invoice`.
+pub async fn read_piano_refund(store: &dyn Store, customer: &mut Customer, event: &str) -> Result<(), StoreError> {
+    if customer.piano.refunds.contains_key(event) {
+        return Ok(());
+    }
+    let key = keys_of::customer_piano_refund(&customer.publication_id, &customer.id, event);
+    if let Some(state) = read::<PianoRefund>(store, &key).await? {
+        customer.piano.adopt_refund(event, state);
     }
     Ok(())
 }
