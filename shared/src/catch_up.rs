@@ -28,7 +28,8 @@ pub const RETENTION_SECS: i64 = 30 * 86_400;
 pub const WARN_AFTER_SECS: i64 = 25 * 86_400;
 /// Taken off the last applied event's time: Stripe's event times are not strictly in delivery order.
 pub const MARGIN_SECS: i64 = 300;
-/// Stripe's limit on `types[]` in one request.
+/// Stripe's limit on `types[]` in one request ("an array of up to 20 strings", the list events
+/// parameters of Stripe's OpenAPI spec; `type` and `types` exclude each other, so only `types` is sent).
 const TYPES_PER_REQUEST: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
