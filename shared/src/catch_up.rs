@@ -220,6 +220,8 @@ impl Queuer<'_> {
                 self.report.already_applied += 1;
                 continue;
             }
+            // Stripe's API answered it: its type is as good as a checked webhook's.
+            let event_type = event.get("type").and_then(Value::as_str).map(str::to_owned);
             let header = Header {
                 provider: Provider::Stripe,
                 publication: self.request.publication.clone(),
@@ -227,7 +229,7 @@ impl Queuer<'_> {
                 received_at: self.now,
                 received_at_us: None,
                 event_id: None,
-                event_type: None,
+                event_type,
             };
             out.push(OutMessage::new(envelope::encode(&header, &event.to_string())));
         }

@@ -109,6 +109,12 @@ async fn catch_up_applies_exactly_the_missed_events(store: Arc<dyn Store>) {
     let report = catch_up_main(&world).await.expect("catch-up runs");
     assert_eq!((report.listed, report.undelivered, report.already_applied, report.queued), (4, 1, 2, 2), "{report:?}");
     assert!(report.warnings.is_empty(), "{report:?}");
+    let queued = world.state.queue.peek(EVENTS.name, 10).await.unwrap();
+    let mut types: Vec<Option<String>> =
+        queued.iter().map(|m| envelope::decode(&m.body).unwrap().0.event_type).collect();
+    types.sort();
+    let expected = [Some("customer.created".to_owned()), Some("invoice.paid".to_owned())];
+    assert_eq!(types, expected, "queued with their types: the worker reads each in one pass");
     drain(world.state.queue.as_ref(), EVENTS.name, &world.worker).await.unwrap();
     assert_eq!(world.state.queue.depth(EVENTS.dlq_name).await.unwrap(), 0);
 
