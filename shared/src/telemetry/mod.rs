@@ -94,11 +94,12 @@ mod tests {
                 path = "/a \"quoted\" path",
                 publication_id = tracing::field::Empty,
                 event_id = tracing::field::Empty,
+                event_type = tracing::field::Empty,
             );
             let _entered = span.enter();
             tracing::info!("before");
             span.record("publication_id", "daily");
-            span.record("event_id", "evt_1");
+            crate::http::context::record_event("evt_1", "invoice.paid");
             tracing::info!(status = 200, "after");
         });
         assert_eq!(lines.len(), 2, "{lines:?}");
@@ -110,6 +111,7 @@ mod tests {
         assert_eq!(after["status"], 200);
         assert_eq!(after["span"]["publication_id"], "daily");
         assert_eq!(after["span"]["event_id"], "evt_1");
+        assert_eq!(after["span"]["event_type"], "invoice.paid");
         assert_eq!(after["span"]["request_id"], "r1");
         assert_eq!(after["span"]["path"], "/a \"quoted\" path");
     }
