@@ -68,8 +68,10 @@ pub fn verify(
     tolerance_secs: i64,
 ) -> Result<i64, SignatureError> {
     let header = parse_header(header.ok_or(SignatureError::Missing)?)?;
+    // The body is hashed once per secret; each v1 is checked against a copy of that state.
     let matched = secrets.iter().any(|secret| {
-        header.v1.iter().any(|sig| mac(secret.expose(), header.timestamp_text, body).verify_slice(sig).is_ok())
+        let signed = mac(secret.expose(), header.timestamp_text, body);
+        header.v1.iter().any(|sig| signed.clone().verify_slice(sig).is_ok())
     });
     if !matched {
         return Err(SignatureError::NoMatch);
