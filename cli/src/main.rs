@@ -74,8 +74,12 @@ enum StripeCommand {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     // `crm serve` logs a line per request and per event: they go out in batches, not a write each.
-    let _logs = match cli.command {
+    let _logs = match &cli.command {
         Command::Serve(_) => Some(shared::telemetry::init_batched()?),
+        Command::Tables { command } if command.prints_env() => {
+            shared::telemetry::init_stderr();
+            None
+        }
         _ => {
             shared::telemetry::init();
             None

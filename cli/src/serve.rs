@@ -48,15 +48,14 @@ pub struct Args {
 
 /// The operator key: `CRM_ADMIN_TOKEN`, or one generated once and kept in the data directory.
 fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    if let Some(token) = shared::config::optional("CRM_ADMIN_TOKEN")? {
-        return Ok(shared::config::admin_token().map(|_| token)?);
+    if shared::config::optional(shared::config::ADMIN_TOKEN)?.is_some() {
+        return Ok(shared::config::admin_token()?);
     }
     let path = data_dir.join("admin-token");
     if let Ok(token) = std::fs::read_to_string(&path) {
         return Ok(token.trim().to_owned());
     }
-    let (token, _) = shared::http::auth::new_publication_key();
-    let token = token.replacen(shared::http::auth::KEY_PREFIX, "crm_admin_", 1);
+    let token = shared::http::auth::new_operator_token();
     write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
     Ok(token)
 }

@@ -6,6 +6,8 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {why}")]
     Invalid { name: &'static str, why: String },
+    #[error("missing environment variable: set {0} or {1}")]
+    MissingEither(&'static str, &'static str),
 }
 
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -27,17 +29,42 @@ pub fn optional(name: &'static str) -> Result<Option<String>, ConfigError> {
 /// The operator key must be long enough that guessing it is hopeless.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 24;
 
+/// The operator key itself.
+pub const ADMIN_TOKEN: &str = "CRM_ADMIN_TOKEN";
+/// The ARN of a Secrets Manager secret holding the operator key (the deployed stack's way); wins over
+/// `CRM_ADMIN_TOKEN`. Read once at init (`runtime::admin_token_from`).
+pub const ADMIN_TOKEN_SECRET_ARN: &str = "CRM_ADMIN_TOKEN_SECRET_ARN";
+
+/// The operator key from `CRM_ADMIN_TOKEN`.
 pub fn admin_token() -> Result<String, ConfigError> {
-    let token = required("CRM_ADMIN_TOKEN")?;
+    checked_admin_token(ADMIN_TOKEN, &required(ADMIN_TOKEN)?)
+}
+
+/// `raw` trimmed (a trailing newline in a file or secret must not make every key wrong), refused when
+/// too short; `name` is the variable it came from. The value never appears in the error.
+pub fn checked_admin_token(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let token = raw.trim();
     if token.len() < MIN_ADMIN_TOKEN_LEN {
-        return Err(ConfigError::Invalid {
-            name: "CRM_ADMIN_TOKEN",
-            why: format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters"),
-        });
+        return Err(ConfigError::Invalid { name, why: format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters") });
     }
-    Ok(token)
+    Ok(token.to_owned())
 }
 
 pub fn table_name() -> Result<String, ConfigError> {
     required("CRM_TABLE_NAME")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_token_is_trimmed_and_must_be_long_enough() {
+        let token = "operator-token-0123456789abcdef";
+        assert_eq!(checked_admin_token(ADMIN_TOKEN, &format!("  {token}\n")).unwrap(), token);
+        let short = checked_admin_token(ADMIN_TOKEN_SECRET_ARN, "short-token-padded      \n").unwrap_err();
+        let message = short.to_string();
+        assert!(message.contains(ADMIN_TOKEN_SECRET_ARN) && message.contains("at least 24"), "{message}");
+        assert!(!message.contains("short-token"), "the value never shows: {message}");
+    }
 }

@@ -170,7 +170,7 @@ async fn old_gaps_are_warned_of_and_a_start_is_required(store: Arc<dyn Store>) {
     assert!(requests.iter().all(|r| r.param("created[gte]") == Some(oldest.as_str())), "{requests:?}");
     assert_eq!(world.state.queue.depth(EVENTS.name).await.unwrap(), 0, "a dry run queues nothing");
 
-    // The same through settings-api's route, which queues for webhook-worker.
+    // The same through stripe-catch-up's route, which queues for webhook-worker.
     let missed = listed("evt_cu_route", "customer.created", now - 600, customer("cus_cu9", "r@example.com", "R"), 1);
     world.stripe.put_object(missed);
     let path =

@@ -24,27 +24,27 @@ async fn invoke_text(function: &str, text: &str, state: shared::api::AppState) -
 }
 
 #[tokio::test]
-async fn settings_api_samples_put_get_and_issue_a_key() {
+async fn settings_samples_put_get_and_issue_a_key() {
     let store = support::embedded_store();
     let state = support::app_state(store.store.clone());
-    let (status, body) = invoke("settings-api", "put-settings.json", state.clone()).await;
+    let (status, body) = invoke("settings-put", "put-settings.json", state.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = invoke("settings-api", "get-settings.json", state.clone()).await;
+    let (status, body) = invoke("settings-get", "get-settings.json", state.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["stripeAccounts"][0]["secretKey"], "sk_test_…a1b2");
-    let (status, body) = invoke("settings-api", "issue-key.json", state).await;
+    let (status, body) = invoke("keys-issue", "issue-key.json", state).await;
     assert_eq!(status, StatusCode::CREATED);
     assert!(body["key"].as_str().unwrap().starts_with("crm_pk_"));
 }
 
 /// The Stripe webhook sample, re-signed as `crm stripe sign` does, is queued; the worker's SQS sample
-/// applies; the customers sample then finds the reader.
+/// applies; the customers-list sample then finds the reader and sync health shows both events.
 #[tokio::test]
-async fn stripe_samples_flow_from_webhook_to_worker_to_customers_api() {
+async fn stripe_samples_flow_from_webhook_to_worker_to_the_admin_routes() {
     let store = support::embedded_store();
     let stripe = support::fake_stripe::FakeStripe::start().await;
     let state = support::app_state_with(store.store.clone(), stripe.base_url());
-    let (status, _) = invoke("settings-api", "put-settings.json", state.clone()).await;
+    let (status, _) = invoke("settings-put", "put-settings.json", state.clone()).await;
     assert_eq!(status, StatusCode::CREATED);
 
     let stale = sample("stripe-webhook", "customer-created.json");
@@ -68,13 +68,13 @@ async fn stripe_samples_flow_from_webhook_to_worker_to_customers_api() {
     let response = shared::queue::worker::lambda_batch(&worker, batch).await;
     assert!(response.batch_item_failures.is_empty());
 
-    let (status, found) = invoke("customers-api", "find-customer-by-email.json", state.clone()).await;
+    let (status, found) = invoke("customers-list", "find-customer-by-email.json", state.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(found["data"][0]["email"], "ada.reader@example.com");
     assert_eq!(found["data"][0]["lifetimeValue"], serde_json::json!([{"currency": "usd", "amount": 1500}]));
 
     // The worker's batch shows in sync health: both events applied, the webhook's one received.
-    let (status, health) = invoke("customers-api", "get-sync-health.json", state).await;
+    let (status, health) = invoke("sync-health", "get-sync-health.json", state).await;
     assert_eq!(status, StatusCode::OK, "{health}");
     let sources = health["sources"].as_array().unwrap();
     let main = sources.iter().find(|s| s["provider"] == "stripe" && s["account"] == "main").unwrap();
@@ -96,7 +96,7 @@ async fn public_route_samples_list_winback_and_cancel() {
     };
     let mut state = support::app_state_with(store.store.clone(), stripe.base_url()).with_config(config);
     state.piano = std::sync::Arc::new(piano.client());
-    let (status, _) = invoke("settings-api", "put-settings.json", state.clone()).await;
+    let (status, _) = invoke("settings-put", "put-settings.json", state.clone()).await;
     assert_eq!(status, StatusCode::CREATED);
 
     let list = sample("subscriptions-list", "list-subscriptions.json");
@@ -150,7 +150,7 @@ async fn piano_samples_flow_from_proxy_to_worker_and_forwarder() {
 
     let store = support::embedded_store();
     let state = support::app_state(store.store.clone());
-    assert_eq!(invoke("settings-api", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
+    assert_eq!(invoke("settings-put", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
     let (status, body) = invoke("piano-webhook", "access-granted.json", state.clone()).await;
     assert_eq!((status, body), (StatusCode::OK, serde_json::json!({"received": true})));
 
@@ -193,7 +193,7 @@ async fn piano_samples_flow_from_proxy_to_worker_and_forwarder() {
 async fn revenue_sample_answers_its_range() {
     let store = support::embedded_store();
     let state = support::app_state(store.store.clone());
-    assert_eq!(invoke("settings-api", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
+    assert_eq!(invoke("settings-put", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
     let (status, body) = invoke("revenue-api", "get-revenue.json", state).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, serde_json::json!({"from": "2026-01", "to": "2026-03", "currencies": []}));
@@ -204,6 +204,9 @@ fn every_sample_belongs_to_a_function() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
     for entry in std::fs::read_dir(root).unwrap() {
         let entry = entry.unwrap();
+        if !entry.file_type().unwrap().is_dir() {
+            continue; // expectations.json
+        }
         let function = entry.file_name().to_string_lossy().into_owned();
         let crate_dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions")).join(&function);
         assert!(crate_dir.join("Cargo.toml").exists(), "events/{function} names no function crate");
@@ -217,7 +220,7 @@ fn the_readme_example_is_valid_settings() {
     assert_eq!(settings.name, "Daily Example");
 }
 
-/// The backfill samples: the settings-api POST queues a slice whose message is the `backfill`
+/// The backfill samples: the backfill-start POST queues a slice whose message is the `backfill`
 /// function's SQS sample; that sample, run as the function runs it, imports the account; the GET
 /// sample reports the job done; the catch-up sample lists the account's events.
 #[tokio::test]
@@ -226,8 +229,8 @@ async fn backfill_samples_start_run_and_report_a_job() {
     let stripe = support::fake_stripe::FakeStripe::start().await;
     stripe.put_objects(support::stripe_account::objects(3));
     let state = support::app_state_with(store.store.clone(), stripe.base_url());
-    assert_eq!(invoke("settings-api", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
-    let (status, job) = invoke("settings-api", "start-backfill.json", state.clone()).await;
+    assert_eq!(invoke("settings-put", "put-settings.json", state.clone()).await.0, StatusCode::CREATED);
+    let (status, job) = invoke("backfill-start", "start-backfill.json", state.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     assert_eq!((job["state"].as_str(), job["rate"].as_u64()), (Some("running"), Some(25)), "a test key's rate");
 
@@ -247,7 +250,7 @@ async fn backfill_samples_start_run_and_report_a_job() {
     );
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     assert!(worker.handle_until(&batch, deadline).await.is_empty(), "the slice succeeded");
-    let (status, report) = invoke("settings-api", "get-backfill.json", state.clone()).await;
+    let (status, report) = invoke("backfill-status", "get-backfill.json", state.clone()).await;
     assert_eq!(status, StatusCode::OK);
     let job = &report["data"][0];
     assert_eq!(job["state"], "done", "{report}");

@@ -1,5 +1,6 @@
 //! Connecting a Stripe account: the webhook endpoint is created through Stripe's API (the fake, over
-//! HTTP), its signing secret kept (and then accepted by the webhook), and a second call reuses it.
+//! HTTP), its signing secret kept (and then accepted by the webhook), and a second call reuses it. The
+//! endpoint's URL is under `CRM_PUBLIC_BASE_URL` when set, else under the host the request came in on.
 
 mod support;
 
@@ -15,6 +16,8 @@ use support::stripe_world::{self as w, World};
 use tower::ServiceExt;
 
 const CONNECT: &str = "/admin/publications/daily/stripe-accounts/main/webhook-endpoint";
+/// The host API Gateway's HTTP API passes on (every request here comes in on it, unless said otherwise).
+const API_HOST: &str = "abc123xyz.execute-api.eu-west-1.amazonaws.com";
 
 fn with_public_url(state: &AppState) -> AppState {
     let config =
@@ -23,8 +26,22 @@ fn with_public_url(state: &AppState) -> AppState {
 }
 
 async fn call(state: &AppState, method: &str, path: &str, body: Option<(Vec<u8>, String)>) -> (StatusCode, Value) {
+    call_on(state, Some(API_HOST), method, path, body).await
+}
+
+/// `call` with the `Host` header given (`None`: none at all).
+async fn call_on(
+    state: &AppState,
+    host: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<(Vec<u8>, String)>,
+) -> (StatusCode, Value) {
     let mut request =
         Request::builder().method(method).uri(path).header("authorization", format!("Bearer {}", support::OPERATOR));
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
     let body = match body {
         Some((bytes, signature)) => {
             request = request.header("stripe-signature", signature).header("content-type", "application/json");
@@ -43,9 +60,12 @@ async fn connecting_creates_once_then_reuses(store: Arc<dyn Store>) {
     let state = with_public_url(&world.state);
     let (status, answer) = call(&state, "POST", CONNECT, None).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    assert_eq!(answer["url"], "https://crm.example.com/prod/webhooks/stripe/daily/main");
+    // CRM_PUBLIC_BASE_URL (with its base path) wins over the request's host.
+    let url = "https://crm.example.com/prod/webhooks/stripe/daily/main";
+    assert_eq!(answer["url"], url);
     let endpoints = world.stripe.objects("webhook_endpoint");
     assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["url"], url, "the URL Stripe was given");
     let enabled: Vec<&str> =
         endpoints[0]["enabled_events"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(enabled, shared::stripe::event::Event::ENABLED_EVENTS);
@@ -102,11 +122,37 @@ async fn an_endpoint_whose_secret_is_unknown_is_replaced(store: Arc<dyn Store>) 
     assert_eq!(answer["webhookSecrets"].as_array().unwrap().len(), 1);
 }
 
+async fn without_a_configured_url_the_requests_host_is_used(store: Arc<dyn Store>) {
+    let world = World::new(store).await;
+    // No CRM_PUBLIC_BASE_URL: the endpoint is on the host API Gateway was called on, over https.
+    let (status, answer) = call(&world.state, "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let url = format!("https://{API_HOST}/webhooks/stripe/daily/main");
+    assert_eq!(answer["url"], url.as_str());
+    let endpoints = world.stripe.objects("webhook_endpoint");
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["url"], url.as_str(), "the URL Stripe was given");
+    // `crm serve` on a laptop: plain http on the loopback host and port it was called on.
+    let local = "http://127.0.0.1:8787/webhooks/stripe/daily/main";
+    let (status, answer) = call_on(&world.state, Some("127.0.0.1:8787"), "POST", CONNECT, None).await;
+    assert_eq!(status, StatusCode::CREATED, "an endpoint of its own for the other URL: {answer}");
+    assert_eq!(answer["url"], local);
+    let urls: Vec<Value> = world.stripe.objects("webhook_endpoint").iter().map(|e| e["url"].clone()).collect();
+    assert_eq!(urls.len(), 2);
+    assert!(urls.contains(&json!(local)) && urls.contains(&json!(url)), "{urls:?}");
+}
+
 async fn refusals_are_clear(store: Arc<dyn Store>) {
     let world = World::new(store).await;
-    let (status, answer) = call(&world.state, "POST", CONNECT, None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "no public URL configured: {answer}");
-    assert!(answer["error"].as_str().unwrap().contains("CRM_PUBLIC_BASE_URL"));
+    world.stripe.clear_requests();
+    // Neither CRM_PUBLIC_BASE_URL nor a usable Host: 400, naming the variable, before Stripe is asked.
+    for host in [None, Some("crm.example.com/prod"), Some("crm example.com")] {
+        let (status, answer) = call_on(&world.state, host, "POST", CONNECT, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host:?}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains("no public URL") && error.contains("CRM_PUBLIC_BASE_URL"), "{error}");
+    }
+    assert!(world.stripe.requests().is_empty(), "Stripe is not asked without a URL to give it");
     let state = with_public_url(&world.state);
     let (status, _) =
         call(&state, "POST", "/admin/publications/daily/stripe-accounts/nosuch/webhook-endpoint", None).await;
@@ -121,5 +167,6 @@ async fn refusals_are_clear(store: Arc<dyn Store>) {
 for_each_store!(
     connecting_creates_once_then_reuses,
     an_endpoint_whose_secret_is_unknown_is_replaced,
+    without_a_configured_url_the_requests_host_is_used,
     refusals_are_clear
 );

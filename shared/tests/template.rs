@@ -126,15 +126,6 @@ fn queue_consumers_report_partial_batches_within_the_visibility_timeout() {
     assert!(consumers > 0);
 }
 
-fn function_crates() -> BTreeSet<String> {
-    std::fs::read_dir(root().join("functions"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
 #[test]
 fn every_function_crate_is_deployed_with_cargo_lambda() {
     let t = template();
@@ -147,7 +138,7 @@ fn every_function_crate_is_deployed_with_cargo_lambda() {
         binaries.insert(f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned());
         assert!(f["Properties"]["Policies"].is_sequence(), "{name} has its own least-privilege policy");
     }
-    assert_eq!(binaries, function_crates());
+    assert_eq!(binaries, support::function_crates());
 }
 
 #[tokio::test]

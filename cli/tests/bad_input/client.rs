@@ -13,13 +13,27 @@ use tokio::net::TcpStream;
 pub struct Req {
     method: String,
     target: Vec<u8>,
+    /// `Host: 127.0.0.1` unless changed; `None`: no Host header at all.
+    host: Option<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 }
 
 impl Req {
     pub fn new(method: &str, target: impl AsRef<[u8]>) -> Self {
-        Self { method: method.to_owned(), target: target.as_ref().to_vec(), headers: Vec::new(), body: Vec::new() }
+        Self {
+            method: method.to_owned(),
+            target: target.as_ref().to_vec(),
+            host: Some(b"127.0.0.1".to_vec()),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Sends `host` as the one Host header instead of `127.0.0.1` (`None`: sends none).
+    pub fn host(mut self, host: Option<&str>) -> Self {
+        self.host = host.map(|h| h.as_bytes().to_vec());
+        self
     }
 
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
@@ -53,7 +67,13 @@ impl Req {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(&self.target);
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(host) = &self.host {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Connection: close\r\n");
         for (name, value) in &self.headers {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");

@@ -30,6 +30,7 @@ impl Server {
             // No provider is ever reachable: a request that got as far as calling one would fail loudly.
             .env("CRM_STRIPE_API_BASE", "http://127.0.0.1:9")
             .env("CRM_PIANO_API_BASE", "http://127.0.0.1:9")
+            // Webhook registration then builds its URL from the request's Host (bad_input/admin.rs).
             .env_remove("CRM_PUBLIC_BASE_URL")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -1,6 +1,7 @@
 //! The AWS endpoints the measured processes get: a loopback relay per service in front of the one
-//! emulator, so DynamoDB and SQS are two hosts as in AWS (a connection the store warms during init
-//! cannot serve the first SendMessage). With `CRM_BENCH_TLS_DIR` (cert.pem and key.pem, issued by
+//! emulator, so DynamoDB, SQS and Secrets Manager are three hosts as in AWS (a connection the store
+//! warms during init cannot serve the first SendMessage, nor the admin functions' read of the operator
+//! token). With `CRM_BENCH_TLS_DIR` (cert.pem and key.pem, issued by
 //! ca.pem; bundle.pem: the system roots plus ca.pem; written by bench/coldstart) the relays speak HTTPS, so
 //! the processes pay real TLS handshakes, as against AWS; the emulator itself is plain HTTP.
 
@@ -18,8 +19,8 @@ pub struct Endpoints {
     pub sqs: String,
     /// The variables pointing the AWS SDKs (Rust and JavaScript) at the relays and trusting them.
     pub env: Vec<(String, String)>,
-    /// Connections each relay accepted, to show the processes used them.
-    connections: [Arc<AtomicUsize>; 2],
+    /// Connections each relay accepted (DynamoDB, SQS, Secrets Manager), to show the processes used them.
+    connections: [Arc<AtomicUsize>; 3],
 }
 
 impl Endpoints {
@@ -30,11 +31,15 @@ impl Endpoints {
         let tls = std::env::var("CRM_BENCH_TLS_DIR").ok().filter(|d| !d.is_empty()).map(PathBuf::from);
         let acceptor = tls.as_ref().map(|dir| acceptor(dir));
         let scheme = if acceptor.is_some() { "https" } else { "http" };
-        let connections = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+        let connections = [(); 3].map(|_| Arc::new(AtomicUsize::new(0)));
         let dynamodb = format!("{scheme}://{}", relay(target, acceptor.clone(), connections[0].clone()).await);
-        let sqs = format!("{scheme}://{}", relay(target, acceptor, connections[1].clone()).await);
-        let mut env =
-            vec![("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), dynamodb), ("AWS_ENDPOINT_URL_SQS".to_owned(), sqs.clone())];
+        let sqs = format!("{scheme}://{}", relay(target, acceptor.clone(), connections[1].clone()).await);
+        let secrets = format!("{scheme}://{}", relay(target, acceptor, connections[2].clone()).await);
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), dynamodb),
+            ("AWS_ENDPOINT_URL_SQS".to_owned(), sqs.clone()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(), secrets),
+        ];
         if let Some(dir) = tls {
             env.push(("SSL_CERT_FILE".to_owned(), dir.join("bundle.pem").display().to_string()));
             env.push(("NODE_EXTRA_CA_CERTS".to_owned(), dir.join("ca.pem").display().to_string()));
@@ -42,9 +47,9 @@ impl Endpoints {
         Endpoints { sqs, env, connections }
     }
 
-    /// Connections so far through the DynamoDB relay and the SQS relay.
-    pub fn connections(&self) -> (usize, usize) {
-        (self.connections[0].load(Ordering::Relaxed), self.connections[1].load(Ordering::Relaxed))
+    /// Connections so far through the DynamoDB, SQS and Secrets Manager relays.
+    pub fn connections(&self) -> [usize; 3] {
+        self.connections.each_ref().map(|c| c.load(Ordering::Relaxed))
     }
 
     pub fn is_tls(&self) -> bool {

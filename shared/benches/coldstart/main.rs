@@ -7,7 +7,9 @@
 //!
 //! Run: `bench/coldstart`, which builds the release binaries, starts the emulator and sets
 //! `CRM_BENCH_BIN_DIR` (the binaries), `CRM_BENCH_NODE_DIR` and `CRM_BENCH_WARM_EVENTS` (default 1000).
-//! `CRM_BENCH_FUNCTIONS=a,b` measures only those functions.
+//! `CRM_BENCH_FUNCTIONS=a,b` measures only those functions. `CRM_BENCH_TOKEN=env` gives the admin
+//! functions the operator token in `CRM_ADMIN_TOKEN` instead of a Secrets Manager secret (as deployed),
+//! to measure what reading the secret at init costs.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -99,8 +101,8 @@ async fn main() {
     }
     print_cold_starts(&functions, &measured, runs);
     print_first_requests(&functions, &measured);
-    let (dynamodb, sqs) = world.endpoints.connections();
-    eprintln!("connections through the relays so far: DynamoDB {dynamodb}, SQS {sqs}");
+    let [dynamodb, sqs, secrets] = world.endpoints.connections();
+    eprintln!("connections through the relays so far: DynamoDB {dynamodb}, SQS {sqs}, Secrets Manager {secrets}");
 
     if let Ok(dir) = std::env::var("CRM_BENCH_NODE_DIR") {
         let warm = env_number("CRM_BENCH_WARM_EVENTS", 1000).max(1);

@@ -1,6 +1,6 @@
 //! `POST /admin/publications/{id}/backfill` starts (or resumes) a Stripe account's backfill and queues
-//! its first slice on the jobs queue; `GET` reports every account's job with its progress. In
-//! `settings-api`; the `backfill` Lambda (or `crm serve`'s jobs worker) runs the slices.
+//! its first slice on the jobs queue (function `backfill-start`); `GET` reports every account's job with
+//! its progress (`backfill-status`). The `backfill` Lambda (or `crm serve`'s jobs worker) runs the slices.
 
 use axum::Json;
 use axum::extract::State;

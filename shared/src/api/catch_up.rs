@@ -1,5 +1,5 @@
-//! `POST /admin/publications/{id}/stripe-accounts/{accountKey}/catch-up?since=&dryRun=` in
-//! `settings-api`: lists the Stripe events the account's sync missed and puts them on the events queue
+//! `POST /admin/publications/{id}/stripe-accounts/{accountKey}/catch-up?since=&dryRun=`
+//! (function `stripe-catch-up`): lists the Stripe events the account's sync missed and puts them on the events queue
 //! for `webhook-worker` (`shared::catch_up`); answers the counts and any warning.
 
 use axum::Json;

@@ -1,8 +1,9 @@
-//! `POST …/customers` and `PATCH …/customers/{id}` (in `customers-api`): an operator creates a CRM
-//! customer (email unique in the publication) and, when asked, its Stripe customer in one of the
-//! publication's accounts, carrying `metadata.crm_customer_id` so the events Stripe sends back join
-//! this record; email and name changes are pushed to the customer's Stripe customers first, so Stripe
-//! and the CRM never disagree for long and the events coming back change nothing.
+//! `POST …/customers` and `PATCH …/customers/{id}` (functions `customers-create`, `customers-update`):
+//! an operator creates a CRM customer (email unique in the publication) and, when asked, its Stripe
+//! customer in one of the publication's accounts, carrying `metadata.crm_customer_id` so the events
+//! Stripe sends back join this record; email and name changes are pushed to the customer's Stripe
+//! customers first, so Stripe and the CRM never disagree for long and the events coming back change
+//! nothing.
 
 use axum::Json;
 use axum::extract::State;

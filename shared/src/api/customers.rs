@@ -1,13 +1,11 @@
-//! `customers-api`: the customer listing (all, by email, by payment status) and the customer record
-//! (API.md "Customer record"); creation and edits are in `customer_edits`, follow-up tasks in `tasks`,
-//! exports in `exports`, sync health in `sync_health`.
+//! The customer listing (all, by email, by payment status; function `customers-list`) and the customer
+//! record (API.md "Customer record"; `customers-get`); creation and edits are in `customer_edits`,
+//! follow-up tasks in `tasks`, exports in `exports`, sync health in `sync_health`.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,7 +17,6 @@ use crate::domain::ids::{CustomerId, Email};
 use crate::domain::record::{CustomerRecord, CustomerSummary, ProductNames, product_ids, products_of};
 use crate::domain::task::{TaskStatus, TaskView};
 use crate::http::ApiError;
-use crate::http::body::MAX_ADMIN_BODY;
 use crate::http::context::finish;
 use crate::http::extract::{Path, Query};
 use crate::store::repo::{activities, catalogue, customers, publications, tasks};
@@ -28,27 +25,20 @@ use crate::store::{Cursor, StoreError};
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
+/// The customers group's routes (`admin_routes`, one function each), for `crm serve` to merge.
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/admin/publications/{publication_id}/customers", get(list).post(super::customer_edits::create))
-        .route(
-            "/admin/publications/{publication_id}/customers/{customer_id}",
-            get(record).patch(super::customer_edits::update),
-        )
-        .route("/admin/publications/{publication_id}/exports/{kind}", get(super::exports::export))
-        .route("/admin/publications/{publication_id}/sync", get(super::sync_health::health))
-        .merge(super::tasks::routes())
-        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
-        .with_state(state)
+    use super::admin_routes as declared;
+    declared::routes(declared::group(declared::Group::Customers), state)
 }
 
+/// The customers group's routes with the layers of a function's router (tests).
 pub fn router(state: AppState) -> Router {
     finish(routes(state))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(super) struct ListQuery {
     email: Option<String>,
     status: Option<String>,
     cursor: Option<String>,
@@ -78,7 +68,7 @@ pub(super) fn page_error(e: StoreError) -> ApiError {
     }
 }
 
-async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     Query(query): Query<ListQuery>,
@@ -109,12 +99,12 @@ async fn list(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RecordQuery {
+pub(super) struct RecordQuery {
     activities_cursor: Option<String>,
     activities_limit: Option<u32>,
 }
 
-async fn record(
+pub(super) async fn record(
     State(state): State<AppState>,
     Path((raw_id, raw_customer)): Path<(String, String)>,
     Query(query): Query<RecordQuery>,

@@ -1,5 +1,5 @@
-//! `GET /admin/publications/{id}/exports/{customers|subscriptions|invoices}?format=csv|jsonl` (in
-//! `customers-api`): the export streamed page by page (`crate::export`), with a file name to save.
+//! `GET /admin/publications/{id}/exports/{customers|subscriptions|invoices}?format=csv|jsonl`
+//! (function `exports`): the export streamed page by page (`crate::export`), with a file name to save.
 
 use axum::body::Body;
 use axum::extract::State;

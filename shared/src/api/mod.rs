@@ -1,6 +1,7 @@
 //! The product's routes, one router per Lambda function. `crm serve` merges them all; each
 //! function's `main.rs` runs its own under lambda_http. Handlers only see the ports in `AppState`.
 
+pub mod admin_routes;
 pub mod backfill;
 pub mod catch_up;
 pub mod customer_edits;
@@ -88,7 +89,8 @@ impl AppState {
 pub struct ApiConfig {
     /// Largest accepted age of a `Stripe-Signature` timestamp (`CRM_STRIPE_TOLERANCE_SECS`).
     pub stripe_tolerance_secs: i64,
-    /// Where Stripe and Piano reach this deployment (`CRM_PUBLIC_BASE_URL`), for webhook registration.
+    /// Where Stripe and Piano reach this deployment (`CRM_PUBLIC_BASE_URL`), for webhook registration;
+    /// unset: the host the registration request came in on (`http::public_url`).
     pub public_base_url: Option<url::Url>,
     /// Piano's API for every region (`CRM_PIANO_API_BASE`); unset: each publication's region host.
     pub piano_api_base: Option<String>,
@@ -111,10 +113,18 @@ impl ApiConfig {
         };
         let public_base_url = match config::optional("CRM_PUBLIC_BASE_URL")? {
             None => None,
-            Some(v) => Some(
-                url::Url::parse(&v)
-                    .map_err(|e| ConfigError::Invalid { name: "CRM_PUBLIC_BASE_URL", why: e.to_string() })?,
-            ),
+            Some(v) => {
+                let url = url::Url::parse(v.trim())
+                    .map_err(|e| ConfigError::Invalid { name: "CRM_PUBLIC_BASE_URL", why: e.to_string() })?;
+                // Providers are given URLs under it: it must be one they can call.
+                if !matches!(url.scheme(), "http" | "https") || !url.has_host() || url.query().is_some() {
+                    return Err(ConfigError::Invalid {
+                        name: "CRM_PUBLIC_BASE_URL",
+                        why: "must be an http(s) URL with a host and no query".into(),
+                    });
+                }
+                Some(url)
+            }
         };
         let piano_api_base = match config::optional(crate::piano::client::API_BASE_ENV)? {
             Some(base) => Some(base),

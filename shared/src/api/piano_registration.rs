@@ -1,5 +1,6 @@
 //! `POST /admin/publications/{id}/piano/webhook` (in `settings-api`), Piano's "base webhook
-//! generation": points the publication's Piano application at this deployment's proxy URL through
+//! generation": points the publication's Piano application at this deployment's proxy URL (under
+//! `CRM_PUBLIC_BASE_URL`, else the host this request came in on; see `http::public_url`) through
 //! Piano's webhook settings API, reads the settings back, and answers what Piano now holds.
 
 use axum::Json;
@@ -11,6 +12,7 @@ use super::AppState;
 use super::settings::authorize;
 use crate::http::ApiError;
 use crate::http::extract::Path;
+use crate::http::public_url::PublicBaseUrl;
 use crate::piano::client::{PianoError, base_for};
 use crate::store::repo::publications;
 
@@ -20,10 +22,8 @@ pub async fn register_webhook(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (_, id) = authorize(&state, &headers, &raw_id).await?;
-    let public = state.config.public_base_url.as_ref().ok_or_else(|| {
-        ApiError::Conflict("CRM_PUBLIC_BASE_URL is not set: this deployment has no public URL for Piano to call".into())
-    })?;
-    let url = format!("{}/webhooks/piano/{id}", public.as_str().trim_end_matches('/'));
+    let public = PublicBaseUrl::from_request(&headers, state.config.public_base_url.as_ref())?;
+    let url = public.join(&format!("/webhooks/piano/{id}"));
     let stored = publications::get(state.store.as_ref(), &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("publication {id} not found")))?;

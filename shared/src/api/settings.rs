@@ -1,16 +1,16 @@
-//! `settings-api`: publication settings (create/replace, read masked), publication keys, Stripe webhook
-//! endpoints, Piano's webhook URL, backfills and catch-ups.
+//! Publication settings (create/replace, read masked) and publication keys (functions `settings-get`,
+//! `settings-put`, `keys-issue`); the group router also merges Stripe webhook endpoints, Piano's
+//! webhook URL, backfills and catch-ups (`admin_routes`).
 //!
 //! The settings carry an `ETag` (their version); a PUT with `If-Match` replaces only that
 //! version, and every PUT is a conditional write, so concurrent edits never silently overwrite.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
 use super::AppState;
@@ -18,35 +18,18 @@ use crate::domain::ids::PublicationId;
 use crate::domain::settings::PublicationSettings;
 use crate::http::ApiError;
 use crate::http::auth::{Principal, issue_publication_key};
-use crate::http::body::{JsonBytes, MAX_ADMIN_BODY};
+use crate::http::body::JsonBytes;
 use crate::http::context::{finish, record_publication};
 use crate::http::extract::Path;
 use crate::store::StoreError;
 use crate::store::repo::publications::{self, StoredSettings};
 
-/// The function's routes, for `crm serve` to merge with the others.
+/// The settings group's routes (`admin_routes`, one function each), for `crm serve` to merge.
 pub fn routes(state: AppState) -> Router {
-    Router::new()
-        .route("/admin/publications/{publication_id}", get(get_settings).put(put_settings))
-        .route("/admin/publications/{publication_id}/keys", post(issue_key))
-        .route(
-            "/admin/publications/{publication_id}/stripe-accounts/{account_key}/webhook-endpoint",
-            post(super::stripe_accounts::connect_webhook),
-        )
-        .route(
-            "/admin/publications/{publication_id}/stripe-accounts/{account_key}/catch-up",
-            post(super::catch_up::start),
-        )
-        .route("/admin/publications/{publication_id}/piano/webhook", post(super::piano_registration::register_webhook))
-        .route(
-            "/admin/publications/{publication_id}/backfill",
-            get(super::backfill::report).post(super::backfill::start),
-        )
-        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
-        .with_state(state)
+    super::admin_routes::routes(super::admin_routes::group(super::admin_routes::Group::Settings), state)
 }
 
-/// The Lambda function's whole router.
+/// The settings group's routes with the layers of a function's router (tests).
 pub fn router(state: AppState) -> Router {
     finish(routes(state))
 }
@@ -81,7 +64,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .ok_or_else(|| ApiError::BadRequest("If-Match must be an ETag from a previous answer".into()))
 }
 
-async fn get_settings(
+pub(super) async fn get_settings(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
@@ -93,7 +76,7 @@ async fn get_settings(
     Ok(([(ETAG, etag(stored.version))], Json(stored.value.settings.masked())).into_response())
 }
 
-async fn put_settings(
+pub(super) async fn put_settings(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
@@ -121,7 +104,7 @@ async fn put_settings(
     Ok((status, [(ETAG, etag(version))], Json(stored.settings.masked())).into_response())
 }
 
-async fn issue_key(
+pub(super) async fn issue_key(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,

@@ -13,6 +13,7 @@ use crate::domain::ids::{AccountKey, PublicationId};
 use crate::domain::secret::Secret;
 use crate::http::ApiError;
 use crate::http::extract::Path;
+use crate::http::public_url::PublicBaseUrl;
 use crate::store::StoreError;
 use crate::store::repo::publications;
 use crate::stripe::client::StripeAuth;
@@ -27,12 +28,8 @@ pub async fn connect_webhook(
     let (_, id) = authorize(&state, &headers, &raw_id).await?;
     let no_account = || ApiError::NotFound(format!("publication {id} has no Stripe account {raw_account}"));
     let key = AccountKey::parse(&raw_account).map_err(|_| no_account())?;
-    let base = state.config.public_base_url.as_ref().ok_or_else(|| {
-        ApiError::Conflict(
-            "CRM_PUBLIC_BASE_URL is not set: this deployment has no public URL for Stripe to call".into(),
-        )
-    })?;
-    let url = format!("{}/webhooks/stripe/{id}/{key}", base.as_str().trim_end_matches('/'));
+    let base = PublicBaseUrl::from_request(&headers, state.config.public_base_url.as_ref())?;
+    let url = base.join(&format!("/webhooks/stripe/{id}/{key}"));
     let stored = publications::get(state.store.as_ref(), &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("publication {id} not found")))?;

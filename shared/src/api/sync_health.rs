@@ -1,4 +1,4 @@
-//! `GET /admin/publications/{id}/sync` (in `customers-api`): sync health. Per provider and account the
+//! `GET /admin/publications/{id}/sync` (function `sync-health`): sync health. Per provider and account the
 //! last event received and applied and the last 24 hours' counts (`repo::sync_stats`), the dead-letter
 //! queues' depths, unmapped products and possible duplicates, each read with one query or call, and
 //! the verdict (`domain::sync_health::verdict`) with what to do.

@@ -1,11 +1,9 @@
-//! `GET …/tasks?status=` and `PATCH …/tasks/{taskId}` (in `customers-api`): the follow-up tasks
+//! `GET …/tasks?status=` and `PATCH …/tasks/{taskId}` (functions `tasks-list`, `tasks-update`): the follow-up tasks
 //! automation rules create, listed by status from an index (never a scan), opened and closed by operators.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, patch};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,7 +19,7 @@ use crate::store::repo::tasks;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
@@ -33,18 +31,11 @@ struct Change {
     status: String,
 }
 
-/// The routes, for `customers::routes` (same function, same body limit).
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/publications/{publication_id}/tasks", get(list))
-        .route("/admin/publications/{publication_id}/tasks/{task_id}", patch(update))
-}
-
 fn status(text: &str) -> Result<TaskStatus, ApiError> {
     TaskStatus::parse(text).ok_or_else(|| ApiError::BadRequest("status must be open or done".into()))
 }
 
-async fn list(
+pub(super) async fn list(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     Query(query): Query<ListQuery>,
@@ -60,7 +51,7 @@ async fn list(
     Ok(Json(json!({ "data": data, "next": next.map(|c| c.encode()) })))
 }
 
-async fn update(
+pub(super) async fn update(
     State(state): State<AppState>,
     Path((raw_id, raw_task)): Path<(String, String)>,
     headers: HeaderMap,

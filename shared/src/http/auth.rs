@@ -91,6 +91,12 @@ pub async fn issue_publication_key(
     Ok((key, record))
 }
 
+/// A new operator key (`CRM_ADMIN_TOKEN`): 256 random bits, 53 characters, recognisable as ours.
+pub fn new_operator_token() -> String {
+    let (key, _) = new_publication_key();
+    key.replacen(KEY_PREFIX, "crm_admin_", 1)
+}
+
 /// A new publication key: 256 random bits. Returns (key, its SHA-256 hash in hex).
 pub fn new_publication_key() -> (String, String) {
     let mut bytes = [0u8; 32];

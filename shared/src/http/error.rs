@@ -138,6 +138,12 @@ impl From<crate::backfill::BackfillError> for ApiError {
     }
 }
 
+impl From<super::public_url::PublicUrlError> for ApiError {
+    fn from(e: super::public_url::PublicUrlError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
 impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> Self {
         ApiError::BadRequest(e.to_string())

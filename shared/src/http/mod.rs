@@ -8,5 +8,6 @@ pub mod error;
 pub mod extract;
 pub mod form;
 pub mod outbound;
+pub mod public_url;
 
 pub use error::ApiError;

@@ -19,6 +19,11 @@ pub fn init() {
     let _ = json_lines(filter_from_env(), std::io::stdout).try_init();
 }
 
+/// `init` with the lines on stderr, for a command whose stdout is data (`crm tables create --print-env`).
+pub fn init_stderr() {
+    let _ = json_lines(filter_from_env(), std::io::stderr).try_init();
+}
+
 /// `init` for a long-running process: lines are written to stdout in batches, at most 50 ms after
 /// they are logged (`batched`). Keep the `Flusher` until the end; dropping it writes out the rest.
 /// Lines of the last 50 ms are lost if the process is killed.

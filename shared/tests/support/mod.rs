@@ -13,7 +13,8 @@ pub mod stripe_world;
 
 use std::sync::Arc;
 
-use shared::api::{AppState, settings};
+use shared::api::AppState;
+use shared::api::admin_routes;
 use shared::http::auth::AdminAuth;
 use shared::queue::memory::MemoryQueue;
 use shared::queue::sqs::SqsQueue;
@@ -32,6 +33,17 @@ pub struct TestStore {
 pub fn event_sample(function: &str, file: &str) -> String {
     let path = format!("{}/../events/{function}/{file}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The crates under `functions/`: one Lambda each.
+pub fn function_crates() -> std::collections::BTreeSet<String> {
+    let dir = format!("{}/../functions", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -179,11 +191,13 @@ pub async fn send(
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
 
-/// The router each function's `main.rs` runs, by binary name.
+/// The router each function's `main.rs` runs, by binary name: an admin route's own
+/// (`admin_routes`), or one of the other functions'.
 pub fn router_of(binary: &str, state: AppState) -> axum::Router {
+    if let Some(route) = admin_routes::by_function(binary) {
+        return route.router(state);
+    }
     match binary {
-        "settings-api" => settings::router(state),
-        "customers-api" => shared::api::customers::router(state),
         "revenue-api" => shared::api::revenue::router(state),
         "stripe-webhook" => shared::api::stripe_webhook::router(state),
         "piano-webhook" => shared::api::piano_webhook::router(state),
