@@ -1,6 +1,6 @@
 """Fails when template.yaml, once expanded as CloudFormation expands it, has a reference cycle or
 another error cfn-lint finds in plain CloudFormation, naming the resources; and when a function has no
-sample under events/<binary>/.
+sample under events/<binary>/, or no log group and alarms.
 
 cfn-lint on template.yaml alone validates SAM resources against SAM's schemas and no longer runs the
 translator, so it misses what only exists after the transform: a cycle through the HTTP API's generated
@@ -33,6 +33,10 @@ def problems(template_path, events_dir):
         found += [f"expanded template: {line.split(':', 5)[-1]}" for line in lint.stdout.splitlines()]
         found += [line for line in lint.stderr.splitlines() if line.strip()]
     for logical, binary in tpl.functions(source):
+        name = logical.removesuffix("Function")
+        for operated in (f"{name}LogGroup", f"{name}ErrorsAlarm", f"{name}ThrottlesAlarm"):
+            if operated not in expanded["Resources"]:
+                found.append(f"{logical} ({binary}): no {operated} (add {name} to Fn::ForEach::FunctionOperations)")
         samples = Path(events_dir) / binary
         if not (samples.is_dir() and any(samples.glob("*.json"))):
             found.append(f"{logical} ({binary}): no sample event under events/{binary}/")

@@ -1,5 +1,6 @@
 """The template check catches what it is for, on broken copies of template.yaml: a function that names
-the HTTP API again (a cycle after the SAM transform), and a function without samples. Each failure
+the HTTP API again (a cycle after the SAM transform), a function without samples, and one without its
+log group and alarms. Each failure
 must name the resources. Run by .ci/test after the check itself."""
 
 import shutil
@@ -35,9 +36,15 @@ def main():
         failures.append(f"a function without samples was not reported by name alone: {found}")
     shutil.rmtree(scratch)
 
+    scratch = broken(lambda text: text.replace(" TasksUpdate,", "", 1))
+    found, _ = problems(scratch / "template.yaml", scratch / "events")
+    if not any(line.startswith("TasksUpdateFunction (tasks-update): no TasksUpdateLogGroup") for line in found):
+        failures.append(f"a function left out of the operations loop was not reported by name: {found}")
+    shutil.rmtree(scratch)
+
     for line in failures:
         print(f"FAIL {line}")
-    print(f"{2 - len(failures)} passed, {len(failures)} failed")
+    print(f"{3 - len(failures)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
 

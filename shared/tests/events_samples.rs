@@ -150,8 +150,9 @@ async fn replay(store: Arc<dyn shared::store::Store>, queue: Arc<dyn shared::que
                 let failed = jobs.handle_until(&batch, tokio::time::Instant::now()).await;
                 serde_json::to_value(shared::queue::worker::batch_response(failed)).unwrap()
             }
-            // Delivers to the sample's legacy endpoint, https://old.example.com/piano-hook: what it
-            // answers depends on the network (events.rs replays the job against a loopback endpoint).
+            // Delivers to the sample's legacy endpoint, http://127.0.0.1:9/piano-hook, which only a
+            // forwarder allowed private targets may reach (events.rs replays the job against a
+            // loopback endpoint that answers).
             "piano-forwarder" => {
                 assert!(!sqs_event(&text).records.is_empty());
                 continue;

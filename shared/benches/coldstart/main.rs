@@ -38,7 +38,9 @@ fn env_number(name: &str, default: usize) -> usize {
         .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number, got {v}")))
 }
 
-/// The function crates, by directory name (= binary name).
+/// The function crates, by directory name (= binary name); with `CRM_BENCH_FUNCTIONS`, the ones named
+/// there, which may also name `settings-api` and `customers-api` (the binaries the admin routes had
+/// before each got its own function, built from an older checkout into `CRM_BENCH_BIN_DIR`).
 fn functions() -> Vec<String> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
     let mut all: Vec<String> = std::fs::read_dir(root)
@@ -47,7 +49,10 @@ fn functions() -> Vec<String> {
         .collect();
     all.sort();
     match std::env::var("CRM_BENCH_FUNCTIONS") {
-        Ok(only) if !only.is_empty() => all.into_iter().filter(|f| only.split(',').any(|o| o.trim() == f)).collect(),
+        Ok(only) if !only.is_empty() => {
+            let before = ["settings-api", "customers-api"].map(str::to_owned);
+            all.into_iter().chain(before).filter(|f| only.split(',').any(|o| o.trim() == f)).collect()
+        }
         _ => all,
     }
 }

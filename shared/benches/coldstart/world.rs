@@ -200,7 +200,8 @@ impl World {
         if is_worker(function) {
             return (Bytes::from(json!({"Records": []}).to_string()), Expect::NoFailures);
         }
-        let mut event: Value = serde_json::from_str(&sample(function, first_sample(function))).expect("JSON");
+        let (dir, file) = first_sample(function);
+        let mut event: Value = serde_json::from_str(&sample(dir, file)).expect("JSON");
         event["rawPath"] = "/coldstart/unrouted".into();
         event["requestContext"]["http"]["path"] = "/coldstart/unrouted".into();
         event["requestContext"]["http"]["method"] = "GET".into();
@@ -211,12 +212,13 @@ impl World {
     /// The function's sample, made current for `run` (fresh signature, fresh event ids, the state a
     /// write expects): its first store request. `repeat` numbers the requests within one process.
     pub async fn busy_event(&self, function: &str, run: usize, repeat: usize) -> (Bytes, Expect) {
-        let text = sample(function, first_sample(function));
+        let (dir, file) = first_sample(function);
+        let text = sample(dir, file);
         let event = match function {
             "stripe-webhook" => stripe_webhook_event(&text),
             // New event ids, so the worker applies them instead of skipping duplicates.
             "webhook-worker" => text.replace("evt_demo_", &format!("evt_cs{run}x{repeat}_")),
-            "piano-forwarder" => text.replace("https://old.example.com/piano-hook", &self.legacy_url),
+            "piano-forwarder" => text.replace("http://127.0.0.1:9/piano-hook", &self.legacy_url),
             "backfill" => {
                 if repeat == 0 {
                     self.start_backfill().await;
@@ -232,7 +234,7 @@ impl World {
             _ => text,
         };
         let first = run == 0 && repeat == 0;
-        let expect = match function {
+        let expect = match first_sample(function).0 {
             _ if is_worker(function) => Expect::NoFailures,
             "subscriptions-winback" if repeat > 0 => Expect::Handled,
             // A new key each time.
@@ -273,9 +275,17 @@ pub fn is_worker(function: &str) -> bool {
     matches!(function, "webhook-worker" | "piano-forwarder" | "backfill")
 }
 
-/// The sample each function is measured with.
-fn first_sample(function: &str) -> &'static str {
-    match function {
+/// The sample each function is measured with: its samples' folder under `events/` and the file.
+/// `settings-api` and `customers-api` are the binaries that served the settings and customers routes
+/// before each admin route had its own function (built from an older checkout into the same folder):
+/// measured with their routes' samples, beside the functions that replaced them.
+fn first_sample(function: &str) -> (&str, &'static str) {
+    let dir = match function {
+        "settings-api" => "settings-get",
+        "customers-api" => "customers-list",
+        other => other,
+    };
+    let file = match dir {
         "backfill" => "sqs-slice.json",
         "backfill-start" => "start-backfill.json",
         "backfill-status" => "get-backfill.json",
@@ -301,5 +311,6 @@ fn first_sample(function: &str) -> &'static str {
         "subscriptions-list" => "list-subscriptions.json",
         "subscriptions-winback" => "accept-offer.json",
         other => panic!("no sample chosen for function {other}: add it here"),
-    }
+    };
+    (dir, file)
 }
