@@ -1,12 +1,14 @@
 //! The public subscription routes of seed 002 through fake Stripe and Piano servers: every success
 //! shape and error string, tokens for other publications, other readers' subscriptions, prices not
-//! offered, `alg: none`, expired tokens, disallowed origins, and CORS.
+//! offered, `alg: none`, expired tokens, disallowed origins, and CORS; and a publication without a JWT
+//! secret, whose readers' tokens only Piano verifies (issue 25).
 
 mod support;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use support::public_site::{AID, JWT_SECRET, ORIGIN, READER, Site, jwt, now, reader_token};
+use shared::api::ApiConfig;
+use support::public_site::{AID, API_TOKEN, JWT_SECRET, ORIGIN, READER, Site, jwt, now, reader_token};
 
 fn error(message: &str) -> Value {
     json!({ "error": message })
@@ -250,4 +252,107 @@ async fn preflight_allows_configured_origins_only() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(headers.get("access-control-allow-origin").is_none());
     }
+}
+
+/// The three routes with `token`: (method, path, body).
+fn every_route(token: &str) -> [(&'static str, String, Option<Value>); 3] {
+    [
+        ("GET", format!("/api/subscriptions?token={token}"), None),
+        ("DELETE", format!("/api/subscriptions/sub_R1?token={token}"), None),
+        (
+            "POST",
+            format!("/api/subscriptions/winback?token={token}"),
+            Some(json!({"subscriptionId": "sub_R1", "newPriceId": "price_half"})),
+        ),
+    ]
+}
+
+/// Issue 25: with `jwtSecret: null` the list once trusted whatever `sub` an unverified token named.
+/// Each token here names the reader (the victim) and must be refused before Stripe hears of it.
+#[tokio::test]
+async fn without_a_jwt_secret_unverified_tokens_are_refused_before_stripe() {
+    let site = Site::without_jwt_secret().await;
+    let before = site.customers().await;
+    let victim = json!({"aud": AID, "sub": READER, "exp": now() + 3600});
+    let none = format!("{}.{}.", base64url(br#"{"alg":"none","typ":"JWT"}"#), base64url(victim.to_string().as_bytes()));
+    let forged = jwt(victim, "an-attackers-guess-0123456789");
+    let expired = jwt(json!({"aud": AID, "sub": READER, "exp": now() - 60}), JWT_SECRET);
+    // Piano accepts this one, but as someone else than its `sub` claims.
+    let someone_else = jwt(json!({"aud": AID, "sub": READER, "exp": now() + 3600, "n": 1}), JWT_SECRET);
+    site.piano.accept_token(AID, API_TOKEN, &someone_else, "PNIother0002");
+    for (token, why) in
+        [(&none, "alg none"), (&forged, "forged signature"), (&expired, "expired"), (&someone_else, "sub")]
+    {
+        for (method, path, body) in every_route(token) {
+            let (status, _, answer) = site.call(method, &path, Some(ORIGIN), body).await;
+            assert_eq!((status, answer), (StatusCode::UNAUTHORIZED, error("Invalid token.")), "{why}: {method}");
+        }
+    }
+    assert!(site.stripe.requests().is_empty(), "Stripe was called: {:?}", site.stripe.requests());
+    assert_eq!(site.customers().await, before, "the store is unchanged");
+    assert_eq!(site.stripe.object("sub_R1").unwrap()["cancel_at_period_end"], false);
+    // Tokens that cannot be live are refused without asking Piano.
+    let asked: Vec<String> = site.piano.requests().iter().filter_map(|r| r.param("token").map(str::to_owned)).collect();
+    assert!(!asked.contains(&none) && !asked.contains(&expired), "Piano asked about a token refused locally");
+    assert_eq!(site.piano.verify_calls(), 6, "the forged token and the other reader's, on each route");
+}
+
+#[tokio::test]
+async fn without_a_jwt_secret_piano_verifies_and_its_answer_serves_the_list_for_a_while() {
+    let site = Site::without_jwt_secret().await;
+    let (status, body) = site.list(&site.token, Some(ORIGIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["subscriptions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"sub_R1") && ids.contains(&"sub_R0"), "{ids:?}");
+    assert_eq!(site.piano.verify_calls(), 1);
+    let (status, again) = site.list(&site.token, Some(ORIGIN)).await;
+    assert_eq!((status, &again), (StatusCode::OK, &body));
+    assert_eq!(site.piano.verify_calls(), 1, "the second list within the minute reused Piano's answer");
+
+    // A write with a remembered answer still asks Piano, which may have revoked the token since.
+    let (status, _, answer) =
+        site.call("DELETE", &format!("/api/subscriptions/sub_R1?token={}", site.token), Some(ORIGIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(site.piano.verify_calls(), 2);
+
+    // A token Piano verifies during the request itself is not verified a second time.
+    let fresh = jwt(json!({"aud": AID, "sub": READER, "exp": now() + 1800, "n": 2}), "piano-signing-key-0123456789");
+    site.piano.accept_token(AID, API_TOKEN, &fresh, READER);
+    let offer = json!({"subscriptionId": "sub_R1", "newPriceId": "price_half"});
+    let (status, _, answer) =
+        site.call("POST", &format!("/api/subscriptions/winback?token={fresh}"), Some(ORIGIN), Some(offer)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(site.piano.verify_calls(), 3);
+    assert_eq!(site.stripe.object("sub_R1").unwrap()["items"]["data"][0]["price"]["id"], "price_half");
+}
+
+#[tokio::test]
+async fn without_a_jwt_secret_piano_down_is_a_503_and_stripe_is_not_called() {
+    let mut site = Site::without_jwt_secret().await;
+    let unavailable = error("service temporarily unavailable, retry");
+    // Piano answering 503 to every attempt (the first and each retry) of the three routes.
+    let attempts = shared::piano::client::MAX_RETRIES as usize + 1;
+    site.piano.fail_next(3 * attempts, 503);
+    for (method, path, body) in every_route(&site.token) {
+        let (status, _, answer) = site.call(method, &path, Some(ORIGIN), body).await;
+        assert_eq!((status, answer), (StatusCode::SERVICE_UNAVAILABLE, unavailable.clone()), "{method}");
+    }
+    assert_eq!(site.piano.verify_calls(), 3 * attempts);
+    assert!(site.stripe.requests().is_empty(), "Stripe was called: {:?}", site.stripe.requests());
+
+    // Nothing listening where Piano should be.
+    let working = site.state.clone();
+    let closed = ApiConfig { piano_api_base: Some("http://127.0.0.1:9".into()), ..ApiConfig::default() };
+    site.state = site.state.clone().with_config(closed);
+    for (method, path, body) in every_route(&site.token) {
+        let (status, _, answer) = site.call(method, &path, Some(ORIGIN), body).await;
+        assert_eq!((status, answer), (StatusCode::SERVICE_UNAVAILABLE, unavailable.clone()), "{method}");
+    }
+    assert!(site.stripe.requests().is_empty());
+
+    // A failure is not remembered: once Piano answers, the same token lists.
+    site.state = working;
+    let (status, body) = site.list(&site.token, Some(ORIGIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -1,7 +1,8 @@
-//! The two publications the suite attacks, A (`pub-alpha`) and B (`pub-bravo`), created through the
-//! admin API as an operator would: settings with a Stripe account, Piano (with a JWT secret, so
-//! tokens are verified locally and no request reaches Piano), a publication key each and one customer
-//! each. Every secret is distinct, so a leak names its publication.
+//! The publications the suite attacks, A (`pub-alpha`), B (`pub-bravo`) and C (`pub-charlie`), created
+//! through the admin API as an operator would: settings with a Stripe account, Piano, a publication key
+//! each and one customer each. A and B have a JWT secret, so their tokens are verified locally and no
+//! request reaches Piano; C has none (`jwtSecret: null`), so only Piano can verify its readers' tokens.
+//! Every secret is distinct, so a leak names its publication.
 
 use serde_json::{Value, json};
 
@@ -10,6 +11,7 @@ use super::server::OPERATOR;
 
 pub const A: &str = "pub-alpha";
 pub const B: &str = "pub-bravo";
+pub const C: &str = "pub-charlie";
 
 /// One publication's settings and what the suite learned creating it.
 pub struct Publication {
@@ -17,7 +19,8 @@ pub struct Publication {
     pub name: &'static str,
     pub origin: &'static str,
     pub aid: &'static str,
-    pub jwt_secret: &'static str,
+    /// `None`: tokens are verified by Piano only.
+    pub jwt_secret: Option<&'static str>,
     pub webhook_secret: &'static str,
     pub private_key: &'static str,
     pub secret_key: &'static str,
@@ -34,7 +37,7 @@ pub fn alpha() -> Publication {
         name: "Alpha Daily",
         origin: "https://www.alpha.example",
         aid: "AlphaAid01",
-        jwt_secret: "jwt-secret-of-alpha-0123456789abcdef",
+        jwt_secret: Some("jwt-secret-of-alpha-0123456789abcdef"),
         webhook_secret: "whsec_alpha0123456789abcdefghijWXYZ",
         private_key: "alphaprivatekeyexactly32charsAAA",
         secret_key: "sk_test_51AlphaAbCdEfGhIjKlMnOpQr9a1a",
@@ -51,7 +54,7 @@ pub fn bravo() -> Publication {
         name: "Bravo Weekly",
         origin: "https://www.bravo.example",
         aid: "BravoAid02",
-        jwt_secret: "jwt-secret-of-bravo-fedcba9876543210",
+        jwt_secret: Some("jwt-secret-of-bravo-fedcba9876543210"),
         webhook_secret: "whsec_bravo0123456789abcdefghijWXYZ",
         private_key: "bravoprivatekeyexactly32charsBBB",
         secret_key: "sk_test_51BravoAbCdEfGhIjKlMnOpQr9b2b",
@@ -62,7 +65,29 @@ pub fn bravo() -> Publication {
     }
 }
 
+pub fn charlie() -> Publication {
+    Publication {
+        id: C,
+        name: "Charlie Monthly",
+        origin: "https://www.charlie.example",
+        aid: "CharlieAid03",
+        jwt_secret: None,
+        webhook_secret: "whsec_charlie0123456789abcdefghijWXYZ",
+        private_key: "charlieprivkeyexactly32charsCCCC",
+        secret_key: "sk_test_51CharlieAbCdEfGhIjKlMnOpQr9c3c",
+        api_token: "piano-api-token-charlie-0123456789",
+        email: "charlie.reader@example.com",
+        key: String::new(),
+        customer: String::new(),
+    }
+}
+
 impl Publication {
+    /// The JWT secret of a publication that has one (A and B).
+    pub fn jwt_secret(&self) -> &'static str {
+        self.jwt_secret.unwrap_or_else(|| panic!("{} verifies tokens through Piano only", self.id))
+    }
+
     pub fn settings(&self) -> Value {
         json!({
             "name": self.name,
@@ -76,8 +101,9 @@ impl Publication {
 
     /// Every secret in the settings: never to be seen in any answer.
     pub fn secrets(&self) -> Vec<String> {
-        [self.jwt_secret, self.webhook_secret, self.private_key, self.secret_key, self.api_token, &self.key]
+        [self.webhook_secret, self.private_key, self.secret_key, self.api_token, &self.key]
             .into_iter()
+            .chain(self.jwt_secret)
             .map(str::to_owned)
             .collect()
     }

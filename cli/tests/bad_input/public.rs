@@ -1,6 +1,8 @@
 //! The public subscription routes with bad callers: no or foreign Origin, no token, and tokens that
 //! must not pass (alg none, HS512, another publication's or a wrong secret, expired, no or another
 //! `aud`). Each gets the seed's exact message, and no CORS grant for an origin nobody configured.
+//! C has no JWT secret: its readers' tokens are verified by Piano (the suite's fake, which accepts
+//! none), and tokens that cannot be live are refused without asking it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 use super::check::Suite;
 use super::client::Req;
 use super::fixtures::Publication;
+use crate::fake_piano::FakePiano;
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -26,12 +29,15 @@ fn forged(header: &Value, claims: &Value, signature: &str) -> String {
     format!("{}.{}.{signature}", part(header), part(claims))
 }
 
-/// (Origin, token, status, the seed's message) for each bad caller.
-fn callers(a: &Publication, b: &Publication) -> Vec<(Option<String>, Option<String>, u16, &'static str)> {
+/// Origin, token, status, the seed's message.
+type Caller = (Option<String>, Option<String>, u16, &'static str);
+
+/// Each bad caller of A and B.
+fn callers(a: &Publication, b: &Publication) -> Vec<Caller> {
     let claims = |aud: &str| json!({"aud": aud, "sub": "PNIunknownReader", "exp": now() + 600});
     let live = claims(a.aid);
     let hs256 = |c: &Value, secret: &str| signed(Algorithm::HS256, c, secret);
-    let valid_sig = hs256(&live, a.jwt_secret);
+    let valid_sig = hs256(&live, a.jwt_secret());
     let signature = valid_sig.rsplit('.').next().unwrap_or_default().to_owned();
     let (ao, bo) = (Some(a.origin.to_owned()), Some(b.origin.to_owned()));
     let some = |t: String| Some(t);
@@ -43,7 +49,7 @@ fn callers(a: &Publication, b: &Publication) -> Vec<(Option<String>, Option<Stri
         (ao.clone(), some("a.b.c".into()), 400, "Invalid token - no aud."),
         (
             ao.clone(),
-            some(hs256(&json!({"sub": "PNIx", "exp": now() + 600}), a.jwt_secret)),
+            some(hs256(&json!({"sub": "PNIx", "exp": now() + 600}), a.jwt_secret())),
             400,
             "Invalid token - no aud.",
         ),
@@ -52,24 +58,24 @@ fn callers(a: &Publication, b: &Publication) -> Vec<(Option<String>, Option<Stri
         (ao.clone(), some(forged(&json!({"alg": "none"}), &live, &signature)), 401, "Invalid token."),
         (ao.clone(), some(forged(&json!({"alg": "hs256"}), &live, &signature)), 401, "Invalid token."),
         (ao.clone(), some(forged(&json!({"alg": "HS256"}), &live, "")), 401, "Invalid token."),
-        (ao.clone(), some(signed(Algorithm::HS512, &live, a.jwt_secret)), 401, "Invalid token."),
-        (ao.clone(), some(signed(Algorithm::HS384, &live, a.jwt_secret)), 401, "Invalid token."),
+        (ao.clone(), some(signed(Algorithm::HS512, &live, a.jwt_secret())), 401, "Invalid token."),
+        (ao.clone(), some(signed(Algorithm::HS384, &live, a.jwt_secret())), 401, "Invalid token."),
         (ao.clone(), some(hs256(&live, "a-wrong-secret-0123456789")), 401, "Invalid token."),
-        (ao.clone(), some(hs256(&live, b.jwt_secret)), 401, "Invalid token."),
+        (ao.clone(), some(hs256(&live, b.jwt_secret())), 401, "Invalid token."),
         (
             ao.clone(),
-            some(hs256(&json!({"aud": a.aid, "sub": "PNIx", "exp": now() - 3600}), a.jwt_secret)),
+            some(hs256(&json!({"aud": a.aid, "sub": "PNIx", "exp": now() - 3600}), a.jwt_secret())),
             401,
             "Invalid token.",
         ),
-        (ao.clone(), some(hs256(&json!({"aud": a.aid, "sub": "PNIx"}), a.jwt_secret)), 401, "Invalid token."),
-        (ao.clone(), some(hs256(&claims("UnknownAid9"), a.jwt_secret)), 400, "Publication not found."),
+        (ao.clone(), some(hs256(&json!({"aud": a.aid, "sub": "PNIx"}), a.jwt_secret())), 401, "Invalid token."),
+        (ao.clone(), some(hs256(&claims("UnknownAid9"), a.jwt_secret())), 400, "Publication not found."),
         // A's audience from B's pages, and B's audience signed with A's secret.
         (bo.clone(), some(valid_sig.clone()), 400, "Publication not found."),
-        (bo.clone(), some(hs256(&claims(b.aid), a.jwt_secret)), 401, "Invalid token."),
+        (bo.clone(), some(hs256(&claims(b.aid), a.jwt_secret())), 401, "Invalid token."),
         (
             bo.clone(),
-            some(hs256(&json!({"aud": [b.aid], "sub": "PNIx", "exp": now() + 600}), a.jwt_secret)),
+            some(hs256(&json!({"aud": [b.aid], "sub": "PNIx", "exp": now() + 600}), a.jwt_secret())),
             401,
             "Invalid token.",
         ),
@@ -82,30 +88,40 @@ fn callers(a: &Publication, b: &Publication) -> Vec<(Option<String>, Option<Stri
     ]
 }
 
+/// One bad caller on each of the three routes: `status` and the seed's `message`, none of `hidden`,
+/// and a CORS grant only for one of the `configured` origins.
+async fn ask_every_route(
+    suite: &mut Suite,
+    (origin, token, status, message): Caller,
+    hidden: &[String],
+    configured: &[&str],
+) {
+    let query = token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
+    let winback = r#"{"subscriptionId": "sub_123", "newPriceId": "price_123"}"#;
+    for req in [
+        Req::new("GET", format!("/api/subscriptions{query}")),
+        Req::new("DELETE", format!("/api/subscriptions/sub_123{query}")),
+        Req::new("POST", format!("/api/subscriptions/winback{query}")).json(winback),
+    ] {
+        let req = match &origin {
+            Some(o) => req.header("Origin", o),
+            None => req,
+        };
+        let answer = suite.refused_hiding("public routes", req, &[status], hidden).await;
+        if answer.error().as_deref() != Some(message) {
+            suite.fail(format!("public route answered {:?}, expected {message:?}", answer.body));
+        }
+        let granted = answer.header("access-control-allow-origin");
+        if granted.is_some() && !configured.iter().any(|c| origin.as_deref() == Some(*c)) {
+            suite.fail(format!("CORS granted to {origin:?}: {granted:?}"));
+        }
+    }
+}
+
 pub async fn routes(suite: &mut Suite, a: &Publication, b: &Publication) {
     let hidden = b.data();
-    for (origin, token, status, message) in callers(a, b) {
-        let query = token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
-        let winback = r#"{"subscriptionId": "sub_123", "newPriceId": "price_123"}"#;
-        for req in [
-            Req::new("GET", format!("/api/subscriptions{query}")),
-            Req::new("DELETE", format!("/api/subscriptions/sub_123{query}")),
-            Req::new("POST", format!("/api/subscriptions/winback{query}")).json(winback),
-        ] {
-            let req = match &origin {
-                Some(o) => req.header("Origin", o),
-                None => req,
-            };
-            let answer = suite.refused_hiding("public routes", req, &[status], &hidden).await;
-            if answer.error().as_deref() != Some(message) {
-                suite.fail(format!("public route answered {:?}, expected {message:?}", answer.body));
-            }
-            let granted = answer.header("access-control-allow-origin");
-            let configured = [a.origin, b.origin].map(Some);
-            if granted.is_some() && !configured.contains(&origin.as_deref()) {
-                suite.fail(format!("CORS granted to {origin:?}: {granted:?}"));
-            }
-        }
+    for caller in callers(a, b) {
+        ask_every_route(suite, caller, &hidden, &[a.origin, b.origin]).await;
     }
     // Preflight from origins no publication serves pages from.
     for origin in ["https://evil.example", "null", "https://www.alpha.example.evil.example"] {
@@ -117,5 +133,58 @@ pub async fn routes(suite: &mut Suite, a: &Publication, b: &Publication) {
                 suite.fail(format!("preflight from {origin} was granted"));
             }
         }
+    }
+}
+
+/// Bad callers of C, each naming a reader: refused before Piano is asked when the token cannot be live
+/// (another algorithm, no signature, expired, no `exp`), on Piano's word when it is a well-made forgery.
+fn piano_callers(c: &Publication, a: &Publication) -> Vec<Caller> {
+    let reader = |exp: Option<i64>| match exp {
+        Some(exp) => json!({"aud": c.aid, "sub": "PNIcharlieReader", "exp": exp}),
+        None => json!({"aud": c.aid, "sub": "PNIcharlieReader"}),
+    };
+    let live = reader(Some(now() + 600));
+    let guess = "an-attackers-guess-0123456789";
+    let forgery = signed(Algorithm::HS256, &live, guess);
+    let signature = forgery.rsplit('.').next().unwrap_or_default().to_owned();
+    let (co, ao) = (Some(c.origin.to_owned()), Some(a.origin.to_owned()));
+    let invalid = |token: String| (co.clone(), Some(token), 401, "Invalid token.");
+    vec![
+        invalid(forged(&json!({"alg": "none", "typ": "JWT"}), &live, "")),
+        invalid(forged(&json!({"alg": "none"}), &live, &signature)),
+        invalid(forged(&json!({"alg": "HS256"}), &live, "")),
+        invalid(signed(Algorithm::HS512, &live, guess)),
+        invalid(signed(Algorithm::HS256, &reader(Some(now() - 3600)), guess)),
+        invalid(signed(Algorithm::HS256, &reader(None), guess)),
+        // The one Piano is asked about, once per route.
+        invalid(forgery.clone()),
+        (ao, Some(forgery), 400, "Publication not found."),
+        (
+            co,
+            Some(signed(Algorithm::HS256, &json!({"aud": a.aid, "sub": "PNIx", "exp": now() + 600}), a.jwt_secret())),
+            400,
+            "Publication not found.",
+        ),
+    ]
+}
+
+/// C's bad callers; then every request Piano received must be one verification of the well-made
+/// forgery per route (nothing else in the barrage may reach Piano).
+pub async fn piano_verified(suite: &mut Suite, c: &Publication, a: &Publication, piano: &FakePiano) {
+    let hidden = a.data();
+    for caller in piano_callers(c, a) {
+        ask_every_route(suite, caller, &hidden, &[c.origin, a.origin]).await;
+    }
+    let asked = piano.requests();
+    let verifications = asked
+        .iter()
+        .filter(|r| r.path == shared::piano::client::TOKEN_VERIFY_PATH && r.param("aid") == Some(c.aid))
+        .count();
+    if asked.len() != 3 || verifications != 3 {
+        let paths: Vec<&str> = asked.iter().map(|r| r.path.as_str()).collect();
+        suite.fail(format!(
+            "Piano got {} requests, {verifications} verifications of C's tokens: {paths:?}",
+            asked.len()
+        ));
     }
 }

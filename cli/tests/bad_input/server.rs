@@ -19,17 +19,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `crm serve` over `data_dir`; its stderr goes to `log` (appended, so restarts add to it).
-    pub fn start(data_dir: &Path, log: &Path) -> Server {
+    /// Starts `crm serve` over `data_dir`, with Piano's API at `piano_base`; its stderr goes to `log`
+    /// (appended, so restarts add to it).
+    pub fn start(data_dir: &Path, log: &Path, piano_base: &str) -> Server {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the server log");
         let already = std::fs::read_to_string(log).unwrap_or_default().len();
         let child = Command::new(env!("CARGO_BIN_EXE_crm"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("CRM_ADMIN_TOKEN", OPERATOR)
-            // No provider is ever reachable: a request that got as far as calling one would fail loudly.
+            // Stripe is never reachable: a request that got as far as calling it would fail loudly. Piano
+            // is the suite's fake, which accepts no token and counts what it is asked (bad_input/public.rs).
             .env("CRM_STRIPE_API_BASE", "http://127.0.0.1:9")
-            .env("CRM_PIANO_API_BASE", "http://127.0.0.1:9")
+            .env("CRM_PIANO_API_BASE", piano_base)
             // Webhook registration then builds its URL from the request's Host (bad_input/admin.rs).
             .env_remove("CRM_PUBLIC_BASE_URL")
             .env("RUST_LOG", "warn")

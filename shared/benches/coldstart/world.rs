@@ -218,7 +218,7 @@ impl World {
             "stripe-webhook" => stripe_webhook_event(&text),
             // New event ids, so the worker applies them instead of skipping duplicates.
             "webhook-worker" => text.replace("evt_demo_", &format!("evt_cs{run}x{repeat}_")),
-            "piano-forwarder" => text.replace("http://127.0.0.1:9/piano-hook", &self.legacy_url),
+            "piano-forwarder" => text.replace("https://old.example.com/piano-hook", &self.legacy_url),
             "backfill" => {
                 if repeat == 0 {
                     self.start_backfill().await;

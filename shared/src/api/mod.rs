@@ -24,6 +24,7 @@ use std::time::Duration;
 use crate::config::{self, ConfigError};
 use crate::http::auth::AdminAuth;
 use crate::piano::client::PianoApi;
+use crate::piano::verified::VerifiedTokens;
 use crate::queue::Queue;
 use crate::store::Store;
 use crate::store::repo::publications::SettingsCache;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// The webhooks' last-received markers (throttled per source).
     pub receipts: Arc<receipts::Receipts>,
+    /// Readers' tokens Piano accepted lately (public routes of publications without a JWT secret).
+    pub piano_tokens: Arc<VerifiedTokens>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             settings: Arc::new(SettingsCache::new(Duration::from_secs(10))),
             config: Arc::new(ApiConfig::default()),
             receipts: Arc::new(receipts::Receipts::default()),
+            piano_tokens: Arc::new(VerifiedTokens::default()),
         }
     }
 

@@ -183,11 +183,8 @@ pub fn decode_unverified(token: &str) -> Result<Claims, TokenError> {
     parse_claims(decode_segment(segments.payload)?)
 }
 
-/// Verifies an HS256 token with the application's secret and returns its claims: signature first,
-/// then `exp` (required) against `now` (seconds since the epoch) with `LEEWAY_SECS`. `aud` is not
-/// checked here: the caller compares it with the publication's application id.
-pub fn verify(token: &str, secret: &Secret, now: i64) -> Result<Claims, TokenError> {
-    let segments = split(token)?;
+/// The header's checks: HS256 named explicitly and no critical extensions.
+fn check_header(segments: &Segments<'_>) -> Result<(), TokenError> {
     // The header is checked by hand, before jsonwebtoken sees the token: `none` (which jsonwebtoken
     // would refuse to parse at all) and every other algorithm get the same explicit refusal.
     let header = decode_segment(segments.header)?;
@@ -202,6 +199,37 @@ pub fn verify(token: &str, secret: &Secret, now: i64) -> Result<Claims, TokenErr
     if header.contains_key("crit") {
         return Err(TokenError::Malformed("critical header extensions are not supported"));
     }
+    Ok(())
+}
+
+fn check_exp(claims: &Claims, now: i64) -> Result<(), TokenError> {
+    let exp = claims.exp.ok_or(TokenError::Malformed("no exp claim"))?;
+    if now >= exp.saturating_add(LEEWAY_SECS) {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
+}
+
+/// Everything `verify` checks except the signature, for a publication without a local secret: a token
+/// failing this cannot be a live Piano token (Piano issues HS256 with `exp`), so it is refused before
+/// Piano is asked. Passing it proves nothing; the claims stay untrusted until Piano accepts the token.
+pub fn screen(token: &str, now: i64) -> Result<Claims, TokenError> {
+    let segments = split(token)?;
+    check_header(&segments)?;
+    if token.ends_with('.') {
+        return Err(TokenError::BadSignature);
+    }
+    let claims = parse_claims(decode_segment(segments.payload)?)?;
+    check_exp(&claims, now)?;
+    Ok(claims)
+}
+
+/// Verifies an HS256 token with the application's secret and returns its claims: signature first,
+/// then `exp` (required) against `now` (seconds since the epoch) with `LEEWAY_SECS`. `aud` is not
+/// checked here: the caller compares it with the publication's application id.
+pub fn verify(token: &str, secret: &Secret, now: i64) -> Result<Claims, TokenError> {
+    let segments = split(token)?;
+    check_header(&segments)?;
     if secret.expose().is_empty() {
         return Err(TokenError::EmptySecret);
     }
@@ -230,10 +258,7 @@ pub fn verify(token: &str, secret: &Secret, now: i64) -> Result<Claims, TokenErr
         _ => TokenError::Malformed("not a valid JWT"),
     })?;
     let claims = parse_claims(decode_segment(segments.payload)?)?;
-    let exp = claims.exp.ok_or(TokenError::Malformed("no exp claim"))?;
-    if now >= exp.saturating_add(LEEWAY_SECS) {
-        return Err(TokenError::Expired);
-    }
+    check_exp(&claims, now)?;
     Ok(claims)
 }
 
@@ -368,6 +393,31 @@ mod tests {
     }
 
     #[test]
+    fn screening_refuses_what_piano_could_not_accept_and_passes_the_rest_unverified() {
+        let valid = sign(Algorithm::HS256, &payload(), SECRET);
+        assert_eq!(screen(&valid, NOW).unwrap().sub.as_deref(), Some("PNIabc123"));
+        // A wrong key still passes: only Piano (or the local secret) can tell.
+        assert!(screen(&sign(Algorithm::HS256, &payload(), "another-key-0123456789"), NOW).is_ok());
+
+        let none = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&payload()));
+        assert_eq!(screen(&none, NOW), Err(TokenError::AlgorithmNotAllowed("none".into())));
+        let hs512 = sign(Algorithm::HS512, &payload(), SECRET);
+        assert_eq!(screen(&hs512, NOW), Err(TokenError::AlgorithmNotAllowed("HS512".into())));
+        let unsigned = format!("{}.{}.", b64(&json!({"alg": "HS256"})), b64(&payload()));
+        assert_eq!(screen(&unsigned, NOW), Err(TokenError::BadSignature));
+        let crit = format!("{}.{}.x", b64(&json!({"alg": "HS256", "crit": ["b64"]})), b64(&payload()));
+        assert!(matches!(screen(&crit, NOW), Err(TokenError::Malformed(_))));
+
+        let mut body = payload();
+        body["exp"] = json!(NOW - LEEWAY_SECS);
+        assert_eq!(screen(&sign(Algorithm::HS256, &body, SECRET), NOW), Err(TokenError::Expired));
+        body["exp"] = json!(NOW - LEEWAY_SECS + 1);
+        assert!(screen(&sign(Algorithm::HS256, &body, SECRET), NOW).is_ok());
+        body.as_object_mut().unwrap().remove("exp");
+        assert_eq!(screen(&sign(Algorithm::HS256, &body, SECRET), NOW), Err(TokenError::Malformed("no exp claim")));
+    }
+
+    #[test]
     fn tampered_payload_is_a_bad_signature() {
         let token = sign(Algorithm::HS256, &payload(), SECRET);
         let [header, _, signature]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
@@ -409,7 +459,11 @@ mod tests {
         ];
         for case in cases {
             // decode_unverified reads only the payload, so a few of these parse; none may panic.
-            let results = [verify(case, &secret, NOW).map(Some), decode_unverified(case).map(|_| None)];
+            let results = [
+                verify(case, &secret, NOW).map(Some),
+                decode_unverified(case).map(|_| None),
+                screen(case, NOW).map(|_| None),
+            ];
             assert!(results[0].is_err(), "{case}");
             for error in results.into_iter().filter_map(Result::err) {
                 let text = format!("{error} {error:?}");

@@ -147,6 +147,11 @@ impl FakePiano {
         lock(&self.state).requests.clone()
     }
 
+    /// How many token verifications were asked for (`TOKEN_VERIFY_PATH`), answered or failed.
+    pub fn verify_calls(&self) -> usize {
+        lock(&self.state).requests.iter().filter(|r| r.path == TOKEN_VERIFY_PATH).count()
+    }
+
     pub fn clear_requests(&self) {
         lock(&self.state).requests.clear();
     }

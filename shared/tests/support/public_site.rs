@@ -33,7 +33,7 @@ pub struct Site {
     pub state: AppState,
     pub stripe: FakeStripe,
     pub piano: FakePiano,
-    _store: super::TestStore,
+    store: super::TestStore,
 }
 
 pub fn now() -> i64 {
@@ -67,13 +67,23 @@ impl Site {
 
     /// The publication `daily` serving pages from `origin`.
     pub async fn serving(origin: &str) -> Self {
+        Self::build(origin, Some(JWT_SECRET)).await
+    }
+
+    /// The publication `daily` with no Piano JWT secret (`jwtSecret: null`, as in the seed's example):
+    /// only Piano can verify its readers' tokens.
+    pub async fn without_jwt_secret() -> Self {
+        Self::build(ORIGIN, None).await
+    }
+
+    async fn build(origin: &str, jwt_secret: Option<&str>) -> Self {
         let store = super::embedded_store();
         let stripe = FakeStripe::start().await;
         let piano = FakePiano::start().await;
         let mut settings = w::settings();
         settings["origins"] = json!([origin]);
         settings["piano"] = json!({"aid": AID, "apiToken": API_TOKEN, "privateKey": "thestringliteralisexactlyfortych",
-                                   "jwtSecret": JWT_SECRET, "region": "eu"});
+                                   "jwtSecret": jwt_secret, "region": "eu"});
         settings["winbackOffers"] = json!([
             {"priceId": "price_half", "label": "Half price", "appliesToPriceIds": ["price_monthly"], "changeAt": "now"},
             {"priceId": "price_deal", "label": "Deal from next month", "appliesToPriceIds": ["price_monthly"], "changeAt": "period_end"}
@@ -120,7 +130,7 @@ impl Site {
         let config = ApiConfig { piano_api_base: Some(piano.base_url().to_owned()), ..ApiConfig::default() };
         let mut state = super::app_state_with(store.store.clone(), stripe.base_url()).with_config(config);
         state.piano = Arc::new(piano.client());
-        Site { token, state, stripe, piano, _store: store }
+        Site { token, state, stripe, piano, store }
     }
 
     pub async fn call(
@@ -146,6 +156,12 @@ impl Site {
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Every customer of the publication as stored, to show a request changed nothing.
+    pub async fn customers(&self) -> Vec<Customer> {
+        let publication = PublicationId::parse("daily").unwrap();
+        customers::list(self.store.store.as_ref(), &publication, 100, None).await.unwrap().0
     }
 
     pub async fn list(&self, token: &str, origin: Option<&str>) -> (StatusCode, Value) {

@@ -1,8 +1,9 @@
 //! Who is calling a public route: the seed's resolution, in its order and with its messages.
 //! Origin and token must be there; the token's `aud` names the Piano application; the publication is
-//! the one of that application serving pages from the Origin; its JWT secret (when configured) must
-//! verify the token (HS256 and `exp`); `sub` must be a CRM customer with Stripe customers in the
-//! publication's accounts.
+//! the one of that application serving pages from the Origin; the token must then be verified, with
+//! the publication's JWT secret when it has one (HS256 and `exp`), otherwise by Piano (its answer
+//! reused for a minute at most); `sub` must be a CRM customer with Stripe customers in the
+//! publication's accounts. Nothing is read from the store for the reader before the token is verified.
 
 use std::sync::Arc;
 
@@ -12,18 +13,32 @@ use axum::http::header::ORIGIN;
 use super::errors::{self, bad};
 use crate::api::AppState;
 use crate::domain::customer::Identity;
-use crate::domain::settings::{Origin, StripeAccount};
+use crate::domain::settings::{Origin, PianoSettings, StripeAccount};
 use crate::http::ApiError;
 use crate::http::context::record_publication;
 use crate::piano::client::{PianoError, base_for};
 use crate::piano::token::{self, Claims};
+use crate::piano::verified::TokenKey;
 use crate::store::repo::customers;
 use crate::store::repo::publications::{self, StoredSettings};
+
+/// How the caller's token was verified, which decides whether cancel and winback still ask Piano.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// With the publication's JWT secret: Piano has not said whether the token is still live.
+    Locally,
+    /// Piano accepted it during this request.
+    ByPiano,
+    /// Piano accepted it in an earlier request, at most `piano::verified::TTL_SECS` ago.
+    Recently,
+}
 
 pub struct Caller {
     pub publication: Arc<StoredSettings>,
     pub token: String,
+    /// The token's claims once verified (as `verified` says): `sub` is the reader's.
     pub claims: Claims,
+    pub verified: Verified,
     /// Each Stripe account of the publication where the reader is a customer, with those customer ids.
     pub accounts: Vec<(StripeAccount, Vec<String>)>,
 }
@@ -52,12 +67,10 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
     record_publication(&publication.publication_id);
 
     let piano = publication.settings.piano.as_ref().ok_or_else(|| bad(errors::PUBLICATION_NOT_FOUND))?;
-    let claims = match &piano.jwt_secret {
-        Some(secret) => token::verify(&token, secret, crate::store::now_epoch()).map_err(|e| {
-            tracing::info!(reason = %e, "Piano token refused");
-            errors::invalid_token()
-        })?,
-        None => claims,
+    let now = crate::store::now_epoch();
+    let (claims, verified) = match &piano.jwt_secret {
+        Some(secret) => (token::verify(&token, secret, now).map_err(refused)?, Verified::Locally),
+        None => verify_with_piano(state, piano, &token, now).await?,
     };
 
     let uid = claims.sub.clone().filter(|s| !s.is_empty()).ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND))?;
@@ -83,20 +96,69 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
     if accounts.is_empty() {
         return Err(bad(errors::STRIPE_ACCOUNTS_NOT_FOUND));
     }
-    Ok(Caller { publication: Arc::new(publication), token, claims, accounts })
+    Ok(Caller { publication: Arc::new(publication), token, claims, verified, accounts })
 }
 
-/// The authoritative check (cancel and winback): Piano itself confirms the token is live and the reader's.
+fn refused(reason: token::TokenError) -> ApiError {
+    tracing::info!(%reason, "Piano token refused");
+    errors::invalid_token()
+}
+
+/// Piano refusing the token is the seed's invalid token; no usable answer is a 503 (detail logged only).
+fn piano_error(e: PianoError) -> ApiError {
+    match e {
+        PianoError::InvalidToken => errors::invalid_token(),
+        PianoError::Unavailable(detail) | PianoError::Rejected(detail) => {
+            ApiError::Unavailable(format!("Piano: {detail}"))
+        }
+    }
+}
+
+/// A publication without a JWT secret: Piano verifies the token (its acceptance reused for a short
+/// while). The token is screened first, so one that cannot be live costs no call.
+async fn verify_with_piano(
+    state: &AppState,
+    piano: &PianoSettings,
+    token: &str,
+    now: i64,
+) -> Result<(Claims, Verified), ApiError> {
+    let claims = token::screen(token, now).map_err(refused)?;
+    let key = TokenKey::new(&piano.aid, &piano.api_token, token);
+    let (uid, verified) = match state.piano_tokens.get(&key, now) {
+        Some(uid) => (uid, Verified::Recently),
+        None => {
+            let base = base_for(piano.region, state.config.piano_api_base.as_deref());
+            let uid =
+                state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?;
+            (uid, Verified::ByPiano)
+        }
+    };
+    // Piano names the reader; a token claiming someone else is not theirs to use.
+    if claims.sub.as_deref() != Some(uid.as_str()) {
+        tracing::info!("Piano token refused: its sub is not the user Piano verified");
+        return Err(errors::invalid_token());
+    }
+    if verified == Verified::ByPiano
+        && let Some(exp) = claims.exp
+    {
+        state.piano_tokens.insert(key, uid, exp, now);
+    }
+    Ok((claims, verified))
+}
+
+/// The authoritative check (cancel and winback): Piano itself confirms the token is live and the
+/// reader's, unless it just did so in this request.
 pub async fn confirm_with_piano(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    if caller.verified == Verified::ByPiano {
+        return Ok(());
+    }
     let Some(piano) = caller.publication.settings.piano.as_ref() else {
         return Err(errors::invalid_token());
     };
     let base = base_for(piano.region, state.config.piano_api_base.as_deref());
     match state.piano.verify_token(&base, &piano.aid, &piano.api_token, &caller.token).await {
         Ok(uid) if Some(&uid) == caller.claims.sub.as_ref() => Ok(()),
-        Ok(_) | Err(PianoError::InvalidToken) => Err(errors::invalid_token()),
-        Err(PianoError::Unavailable(detail) | PianoError::Rejected(detail)) => {
-            Err(ApiError::Unavailable(format!("Piano: {detail}")))
-        }
+        Ok(_) => Err(errors::invalid_token()),
+        Err(e) => Err(piano_error(e)),
     }
 }
