@@ -437,11 +437,7 @@ def step_iam(run):
             continue
         config = run.aws["lambda"].get_function_configuration(FunctionName=run.resources[logical]["PhysicalResourceId"])
         granted = {a for a in policy_actions(run.aws, config["Role"].rsplit("/", 1)[-1]) if a.startswith(("dynamodb:", "sqs:SendMessage", "sqs:GetQueueAttributes", "secretsmanager:"))}
-        key = session_key(config["FunctionArn"], config["Role"])
-        used = used_actions(run.aws, key, granted)
-        if os.environ.get("E2E_DEBUG"):
-            seen = run.aws["cloudtrail"].lookup_events(LookupAttributes=[{"AttributeKey": "AccessKeyId", "AttributeValue": key}], MaxResults=5)["Events"]
-            print("   debug", logical, key, [(e["EventName"], e["AccessKeyId"]) for e in seen])
+        used = used_actions(run.aws, session_key(config["FunctionArn"], config["Role"]), granted)
         if granted - used:
             unused.append(f"{logical}: {', '.join(sorted(granted - used))}")
     print("  report: granted and not used during this run (paths the run does not take may use them):")
