@@ -1,4 +1,4 @@
-//! `POST /admin/publications/{id}/piano/webhook` (in `settings-api`), Piano's "base webhook
+//! `POST /admin/publications/{id}/piano/webhook` (the `piano-webhook-register` function), Piano's "base webhook
 //! generation": points the publication's Piano application at this deployment's proxy URL (under
 //! `CRM_PUBLIC_BASE_URL`, else the host this request came in on; see `http::public_url`) through
 //! Piano's webhook settings API, reads the settings back, and answers what Piano now holds.

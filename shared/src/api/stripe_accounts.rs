@@ -1,4 +1,4 @@
-//! `POST /admin/publications/{id}/stripe-accounts/{accountKey}/webhook-endpoint` (in `settings-api`):
+//! `POST /admin/publications/{id}/stripe-accounts/{accountKey}/webhook-endpoint` (the `stripe-webhook-endpoint` function):
 //! points the account's Stripe webhook endpoint at this deployment and keeps its signing secret.
 
 use axum::Json;
