@@ -57,11 +57,11 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let stripe = HttpStripe::from_env()?;
     let sdk = crate::aws::sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let operator = async {
         if !needs.admin {
             return Ok(AdminAuth::none());
         }
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
         let token = admin_token_from(secret_arn.as_deref(), plain_token.as_deref(), &secrets).await?;
         Ok::<_, InitError>(AdminAuth::new(&token))
     };
