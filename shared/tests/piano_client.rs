@@ -34,8 +34,9 @@ async fn a_valid_token_gives_the_uid() {
     let piano = FakePiano::start().await;
     piano.accept_token(AID, API_TOKEN, JWT, UID);
 
-    let uid = piano.client().verify_token(piano.base_url(), AID, &api_token(), JWT).await.unwrap();
-    assert_eq!(uid, UID);
+    let verdict = piano.client().verify_token(piano.base_url(), AID, &api_token(), JWT).await.unwrap();
+    assert_eq!(verdict.uid, UID);
+    assert!(verdict.email_confirmed, "email_confirmation_required: false");
 
     let requests = piano.requests();
     assert_eq!(requests.len(), 1);
@@ -45,6 +46,10 @@ async fn a_valid_token_gives_the_uid() {
     assert_eq!(request.param("api_token"), Some(API_TOKEN));
     assert_eq!(request.param("token"), Some(JWT), "the JWT arrives intact, + / = included");
     assert_eq!(request.body, "");
+
+    piano.accept_token_unconfirmed(AID, API_TOKEN, "eyJnew.reader.sig", "PNInew");
+    let verdict = piano.client().verify_token(piano.base_url(), AID, &api_token(), "eyJnew.reader.sig").await.unwrap();
+    assert_eq!((verdict.uid.as_str(), verdict.email_confirmed), ("PNInew", false), "email_confirmation_required: true");
 }
 
 #[tokio::test]
@@ -86,14 +91,14 @@ async fn a_server_error_is_retried_then_succeeds() {
     piano.accept_token(AID, API_TOKEN, JWT, UID);
     piano.fail_next(1, 500);
 
-    let uid = piano.client().verify_token(piano.base_url(), AID, &api_token(), JWT).await.unwrap();
-    assert_eq!(uid, UID);
+    let verdict = piano.client().verify_token(piano.base_url(), AID, &api_token(), JWT).await.unwrap();
+    assert_eq!(verdict.uid, UID);
     assert_eq!(piano.requests().len(), 2);
 
     piano.clear_requests();
     piano.fail_next(1, 503);
     piano.fail_next(1, 429);
-    assert_eq!(piano.client().verify_token(piano.base_url(), AID, &api_token(), JWT).await.unwrap(), UID);
+    assert_eq!(piano.client().verify_token(piano.base_url(), AID, &api_token(), JWT).await.unwrap().uid, UID);
     assert_eq!(piano.requests().len(), 3);
 }
 

@@ -16,9 +16,10 @@ use shared::domain::record::{CustomerRecord, products_of};
 use shared::domain::settings::PublicationSettings;
 use shared::store::Store;
 use shared::store::repo::publications::{self, StoredSettings};
-use shared::store::repo::{activities, customers, ledger, payments, unmapped};
+use shared::store::repo::{activities, customers, duplicates, ledger, payments, unmapped};
 use shared::sync::Outcome;
 use shared::sync::envelope::{self, Header, Provider};
+use shared::sync::link::{self, Evidence};
 use shared::sync::worker::EventWorker;
 use support::fake_piano::FakePiano;
 
@@ -90,7 +91,9 @@ async fn users_take_missing_fields_from_piano_and_follow_email_changes(store: Ar
     piano.add_user(AID, "PNIann", "ann@example.com", "Ann", "Reader");
     let w = worker(store.clone(), &piano);
 
-    // A Stripe-made record with Ann's email: Piano's user joins it.
+    // A Stripe-made record with Ann's email. A Piano event is no evidence that this Piano account owns
+    // the address (anyone can open one claiming it): the user gets a record of its own, paired with
+    // the Stripe-made one for review.
     let mut from_stripe = Customer::new(publication(), 0);
     from_stripe.email = Some(Email::parse("ann@example.com").unwrap());
     customers::create(store.as_ref(), &from_stripe).await.unwrap();
@@ -102,9 +105,26 @@ async fn users_take_missing_fields_from_piano_and_follow_email_changes(store: Ar
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].field("uid").as_deref(), Some("PNIann"));
     assert_eq!(calls[0].field("api_token").as_deref(), Some(API_TOKEN));
+    let own = customer(store.as_ref(), "PNIann").await;
+    assert_ne!(own.id, from_stripe.id, "an email alone links nothing");
+    assert_eq!(own.email, None, "the address stays with the record holding it");
+    assert_eq!(own.name.as_deref(), Some("Ann Reader"));
+    let pairs = duplicates::list(store.as_ref(), &publication()).await.unwrap();
+    let paired = |pairs: &[duplicates::PossibleDuplicate]| {
+        pairs.iter().any(|d| d.customer_ids.contains(&own.id) && d.customer_ids.contains(&from_stripe.id))
+    };
+    assert!(paired(&pairs), "listed as possible duplicates: {pairs:?}");
+
+    // Evidence (here an operator's link) folds the Piano user's record into the Stripe-made one.
+    link::link_piano(store.as_ref(), &publication(), &from_stripe.id, "PNIann", Evidence::Operator, 5).await.unwrap();
     let ann = customer(store.as_ref(), "PNIann").await;
     assert_eq!(ann.id, from_stripe.id, "one person, one record");
-    assert_eq!(ann.name.as_deref(), Some("Ann Reader"));
+    assert_eq!(ann.name.as_deref(), Some("Ann Reader"), "the Piano profile came along");
+    assert!(customers::get(store.as_ref(), &publication(), &own.id).await.unwrap().is_none(), "folded away");
+    assert!(!paired(&duplicates::list(store.as_ref(), &publication()).await.unwrap()), "no longer a pair");
+    let pub_id = publication();
+    let again = link::link_piano(store.as_ref(), &pub_id, &from_stripe.id, "PNIann", Evidence::Operator, 6).await;
+    assert_eq!(again.unwrap().value.id, ann.id, "linking again changes nothing");
 
     // A complete event makes no call; a new email moves the record's email and its index entry.
     piano.clear_requests();
@@ -237,7 +257,9 @@ async fn one_product_whichever_provider_sold_it(store: Arc<dyn Store>) {
     let version = publications::get(store.as_ref(), &publication()).await.unwrap().unwrap().version;
     publications::put(store.as_ref(), &stored, Some(version)).await.unwrap();
 
-    let customer = sw::customer("cus_both", "both@example.com", "Bo Th");
+    // The publication's checkout named the reader's Piano uid: evidence the two are one person.
+    let mut customer = sw::customer("cus_both", "both@example.com", "Bo Th");
+    customer["metadata"] = json!({"piano_uid": "PNIboth"});
     world.deliver(&sw::event("evt_c1", "customer.created", 1_750_000_000, customer, None)).await;
     let period = (1_750_000_000, 1_752_592_000);
     for (n, product) in ["prod_guide", "prod_other"].iter().enumerate() {

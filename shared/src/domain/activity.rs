@@ -28,6 +28,8 @@ pub enum ActivityKind {
     AccessGranted,
     AccessModified,
     AccessRevoked,
+    /// A provider's account was linked to the record (`sync::link`).
+    IdentityLinked,
     /// A note written by an automation rule (`logActivity`).
     Note,
 }

@@ -37,8 +37,14 @@ const MAX_KEY_CHARS: usize = 200;
 /// The match keys `customer` holds (none for a field it lacks).
 pub fn keys_of(customer: &Customer) -> Vec<MatchKey> {
     let mut keys = Vec::new();
-    if let Some(email) = customer.email.as_ref().and_then(|e| email_key(e.as_str())) {
-        keys.push(MatchKey { reason: Reason::Email, value: email });
+    // The Piano profile's email too: a Piano user with no evidence of owning the address another
+    // record holds has a record of its own without it (`sync::piano`), and the pair is for review.
+    let emails = [customer.email.as_ref().map(|e| e.as_str()), piano_email(customer)];
+    for email in emails.into_iter().flatten().filter_map(email_key) {
+        let key = MatchKey { reason: Reason::Email, value: email };
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
     }
     let name = customer.name.as_deref().map(name_key).filter(|n| !n.is_empty());
     let postcode = customer.postcode.as_deref().map(postcode_key).filter(|p| !p.is_empty());
@@ -50,7 +56,11 @@ pub fn keys_of(customer: &Customer) -> Vec<MatchKey> {
 
 /// Whether `a` and `b` hold the same match keys because the fields they are made of are equal.
 pub fn same_key_fields(a: &Customer, b: &Customer) -> bool {
-    a.email == b.email && a.name == b.name && a.postcode == b.postcode
+    a.email == b.email && a.name == b.name && a.postcode == b.postcode && piano_email(a) == piano_email(b)
+}
+
+fn piano_email(customer: &Customer) -> Option<&str> {
+    customer.piano.profile.as_ref().and_then(|p| p.state.email.as_deref())
 }
 
 /// The mailbox an address delivers to: lowercased and trimmed, without a `+tag`; for Gmail (whose
@@ -179,6 +189,25 @@ mod tests {
         );
         c.name = Some("  ".into());
         assert_eq!(keys_of(&c).len(), 1, "a blank name is no key");
+    }
+
+    #[test]
+    fn a_piano_email_the_record_does_not_hold_is_a_key_too() {
+        use crate::domain::billing::Tracked;
+        use crate::domain::piano::PianoProfile;
+        let mut c = Customer::new(PublicationId::parse("demo").unwrap(), 0);
+        let profile = |email: &str| Tracked {
+            as_of: 1,
+            state: PianoProfile { email: Some(email.into()), name: None, disabled: false },
+        };
+        c.piano.profile = Some(profile("Jane.Doe+news@gmail.com"));
+        assert_eq!(keys_of(&c), vec![MatchKey { reason: Reason::Email, value: "janedoe@gmail.com".into() }]);
+        c.email = Some(Email::parse("janedoe@gmail.com").unwrap());
+        assert_eq!(keys_of(&c).len(), 1, "the same mailbox once");
+        let before = c.clone();
+        c.piano.profile = Some(profile("other@example.com"));
+        assert!(!same_key_fields(&before, &c));
+        assert_eq!(keys_of(&c).len(), 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::billing::Tracked;
+use super::billing::{Progress, Tracked};
 use super::money::Totals;
 use super::piano::{PianoPayment, PianoPaymentStatus, PianoRefund, PianoSide};
 
@@ -125,6 +125,34 @@ impl PianoSide {
         }
         self.rest.remove_value(&PianoFigures::of_refund(&refund));
         self.refunds.insert(key.to_owned(), refund);
+    }
+
+    /// Takes in the Piano side of another record of the same reader (a Piano user linked to this
+    /// record after it had a record of its own): each state where it is newer than the one held, and
+    /// the figures of all its payments and refunds, whose items the caller copies alongside.
+    pub fn absorb(&mut self, other: &PianoSide) {
+        fn newer<T: Clone + PartialEq + Progress>(slot: &mut Option<Tracked<T>>, incoming: &Tracked<T>) {
+            // Undecided (same time, other content) keeps the held state: this record's own events win.
+            let _ = Tracked::merge(slot, incoming.state.clone(), incoming.as_of);
+        }
+        fn keyed<T: Clone + PartialEq + Progress>(
+            map: &mut BTreeMap<String, Tracked<T>>,
+            other: &BTreeMap<String, Tracked<T>>,
+        ) {
+            for (key, incoming) in other {
+                let mut slot = map.remove(key);
+                newer(&mut slot, incoming);
+                if let Some(state) = slot {
+                    map.insert(key.clone(), state);
+                }
+            }
+        }
+        if let Some(profile) = &other.profile {
+            newer(&mut self.profile, profile);
+        }
+        keyed(&mut self.entitlements, &other.entitlements);
+        keyed(&mut self.subscriptions, &other.subscriptions);
+        self.rest.add(&other.figures());
     }
 }
 

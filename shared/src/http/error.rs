@@ -138,6 +138,20 @@ impl From<crate::backfill::BackfillError> for ApiError {
     }
 }
 
+impl From<crate::sync::link::LinkError> for ApiError {
+    fn from(e: crate::sync::link::LinkError) -> Self {
+        use crate::sync::SyncError;
+        use crate::sync::link::LinkError as L;
+        match e {
+            L::CustomerNotFound => ApiError::NotFound(e.to_string()),
+            L::OtherPianoUser | L::HeldElsewhere(_) => ApiError::Conflict(e.to_string()),
+            L::Sync(SyncError::Store(e)) => e.into(),
+            L::Sync(e) if e.is_transient() => ApiError::Unavailable(e.to_string()),
+            L::Sync(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<super::public_url::PublicUrlError> for ApiError {
     fn from(e: super::public_url::PublicUrlError) -> Self {
         ApiError::BadRequest(e.to_string())

@@ -99,6 +99,16 @@ impl PianoUser {
     }
 }
 
+/// Piano's acceptance of a reader's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The reader's uid (`pub_id`).
+    pub uid: String,
+    /// Piano answered `email_confirmation_required: false`: the reader proved they own their email.
+    /// An answer without the field counts as unconfirmed.
+    pub email_confirmed: bool,
+}
+
 /// An application's webhook settings as Piano reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookSettings {
@@ -111,8 +121,14 @@ pub struct WebhookSettings {
 #[async_trait]
 pub trait PianoApi: Send + Sync + 'static {
     /// Asks Piano whether a Piano ID access token is valid for the application; gives the reader's uid
-    /// (`pub_id`).
-    async fn verify_token(&self, base: &str, aid: &str, api_token: &Secret, token: &str) -> Result<String, PianoError>;
+    /// (`pub_id`) and whether their email is confirmed.
+    async fn verify_token(
+        &self,
+        base: &str,
+        aid: &str,
+        api_token: &Secret,
+        token: &str,
+    ) -> Result<VerifiedToken, PianoError>;
 
     /// A user's profile.
     async fn user(&self, base: &str, aid: &str, api_token: &Secret, uid: &str) -> Result<PianoUser, PianoError>;
@@ -203,7 +219,13 @@ impl HttpPiano {
 
 #[async_trait]
 impl PianoApi for HttpPiano {
-    async fn verify_token(&self, base: &str, aid: &str, api_token: &Secret, token: &str) -> Result<String, PianoError> {
+    async fn verify_token(
+        &self,
+        base: &str,
+        aid: &str,
+        api_token: &Secret,
+        token: &str,
+    ) -> Result<VerifiedToken, PianoError> {
         // Nothing Piano could accept: no call, no URL made of outside input.
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(PianoError::InvalidToken);
@@ -217,7 +239,10 @@ impl PianoApi for HttpPiano {
         let answer = self.execute(Call::Post(url, None), &secrets).await?;
         match answer.status {
             200 => match answer.body.get("pub_id").and_then(Value::as_str) {
-                Some(uid) if !uid.is_empty() => Ok(uid.to_owned()),
+                Some(uid) if !uid.is_empty() => Ok(VerifiedToken {
+                    uid: uid.to_owned(),
+                    email_confirmed: answer.body.get("email_confirmation_required") == Some(&Value::Bool(false)),
+                }),
                 // Piano's error list in a 200 is still a refusal.
                 _ if answer.body.get("error_code_list").is_some() => Err(PianoError::InvalidToken),
                 _ => Err(PianoError::Unavailable("token verification answered without pub_id".to_owned())),

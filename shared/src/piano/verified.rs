@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use sha2::{Digest, Sha256};
 
 use crate::domain::secret::Secret;
+use crate::piano::client::VerifiedToken;
 
 /// Longest an acceptance is reused: a token Piano revokes stops working within this.
 pub const TTL_SECS: i64 = 60;
@@ -35,7 +36,7 @@ impl TokenKey {
 }
 
 struct Entry {
-    uid: String,
+    verdict: VerifiedToken,
     /// Seconds since the epoch; the entry answers while `now < until`.
     until: i64,
 }
@@ -57,11 +58,11 @@ impl VerifiedTokens {
         Self { ttl: ttl_secs, max: max_entries.max(1), entries: Mutex::default() }
     }
 
-    /// The uid Piano gave for this token, while the entry lives; `now` in seconds since the epoch.
-    pub fn get(&self, key: &TokenKey, now: i64) -> Option<String> {
+    /// Piano's answer for this token, while the entry lives; `now` in seconds since the epoch.
+    pub fn get(&self, key: &TokenKey, now: i64) -> Option<VerifiedToken> {
         let mut entries = self.lock();
         match entries.get(key) {
-            Some(entry) if now < entry.until => Some(entry.uid.clone()),
+            Some(entry) if now < entry.until => Some(entry.verdict.clone()),
             Some(_) => {
                 entries.remove(key);
                 None
@@ -70,8 +71,8 @@ impl VerifiedTokens {
         }
     }
 
-    /// Remembers that Piano accepted the token (expiring at `exp`) as `uid` at `now`.
-    pub fn insert(&self, key: TokenKey, uid: String, exp: i64, now: i64) {
+    /// Remembers that Piano accepted the token (expiring at `exp`) with `verdict` at `now`.
+    pub fn insert(&self, key: TokenKey, verdict: VerifiedToken, exp: i64, now: i64) {
         let until = exp.min(now.saturating_add(self.ttl));
         if until <= now {
             return;
@@ -86,7 +87,7 @@ impl VerifiedTokens {
                 entries.remove(&soonest);
             }
         }
-        entries.insert(key, Entry { uid, until });
+        entries.insert(key, Entry { verdict, until });
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +110,10 @@ mod tests {
 
     const NOW: i64 = 1_780_000_000;
 
+    fn v(uid: &str) -> VerifiedToken {
+        VerifiedToken { uid: uid.into(), email_confirmed: true }
+    }
+
     fn key(token: &str) -> TokenKey {
         TokenKey::new("AidDaily01", &Secret::new("api-token"), token)
     }
@@ -116,21 +121,21 @@ mod tests {
     #[test]
     fn an_entry_lives_until_the_ttl_or_the_tokens_exp_whichever_is_first() {
         let cache = VerifiedTokens::new(60, 10);
-        cache.insert(key("long"), "PNIa".into(), NOW + 3600, NOW);
-        cache.insert(key("short"), "PNIb".into(), NOW + 10, NOW);
-        assert_eq!(cache.get(&key("long"), NOW + 59).as_deref(), Some("PNIa"));
+        cache.insert(key("long"), v("PNIa"), NOW + 3600, NOW);
+        cache.insert(key("short"), v("PNIb"), NOW + 10, NOW);
+        assert_eq!(cache.get(&key("long"), NOW + 59), Some(v("PNIa")));
         assert_eq!(cache.get(&key("long"), NOW + 60), None, "at most the TTL");
-        assert_eq!(cache.get(&key("short"), NOW + 9).as_deref(), Some("PNIb"));
+        assert_eq!(cache.get(&key("short"), NOW + 9), Some(v("PNIb")));
         assert_eq!(cache.get(&key("short"), NOW + 10), None, "never past the token's exp");
         assert!(cache.is_empty(), "expired entries are dropped when looked up");
-        cache.insert(key("gone"), "PNIc".into(), NOW, NOW);
+        cache.insert(key("gone"), v("PNIc"), NOW, NOW);
         assert_eq!(cache.get(&key("gone"), NOW), None, "an expired token is not kept");
     }
 
     #[test]
     fn the_key_covers_the_application_and_its_api_token() {
         let cache = VerifiedTokens::default();
-        cache.insert(key("t"), "PNIa".into(), NOW + 600, NOW);
+        cache.insert(key("t"), v("PNIa"), NOW + 600, NOW);
         assert!(cache.get(&TokenKey::new("OtherAid", &Secret::new("api-token"), "t"), NOW).is_none());
         assert!(cache.get(&TokenKey::new("AidDaily01", &Secret::new("rotated"), "t"), NOW).is_none());
         // Moving bytes between parts changes the key.
@@ -141,7 +146,7 @@ mod tests {
     fn the_map_never_grows_past_its_bound() {
         let cache = VerifiedTokens::new(60, 100);
         for i in 0..1000 {
-            cache.insert(key(&format!("token-{i}")), "PNIa".into(), NOW + 30 + i, NOW);
+            cache.insert(key(&format!("token-{i}")), v("PNIa"), NOW + 30 + i, NOW);
             assert!(cache.len() <= 100);
         }
         assert_eq!(cache.len(), 100);
@@ -149,7 +154,7 @@ mod tests {
         assert!(cache.get(&key("token-999"), NOW).is_some());
         assert!(cache.get(&key("token-0"), NOW).is_none());
         // Once they have expired, a full map drops them all to make room.
-        cache.insert(key("late"), "PNIb".into(), NOW + 600, NOW + 61);
+        cache.insert(key("late"), v("PNIb"), NOW + 600, NOW + 61);
         assert_eq!(cache.len(), 1);
         assert!(cache.get(&key("late"), NOW + 61).is_some());
     }

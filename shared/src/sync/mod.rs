@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod identity;
+pub mod link;
 pub mod piano;
 pub mod stripe;
 pub mod tally;

@@ -1,5 +1,5 @@
-//! The Piano sync: a Piano user becomes (or is linked to) the CRM customer, found by Piano uid, then by
-//! normalised email, so the reader a Stripe customer already made is the same record. Each event then
+//! The Piano sync: a Piano user is the CRM customer holding its uid, or a new one; it joins the record
+//! a Stripe customer made only on evidence (`sync::link`), never on an email alone. Each event then
 //! sets what it is about: the user's profile (email and name, read from Piano's user API when the event
 //! lacks them), an entitlement, a subscription, a payment or a refund, with a timeline entry where a
 //! person would want one. Each event is recorded in the ledger (under the id the proxy gave it) in the
@@ -123,7 +123,11 @@ pub async fn fetch_profile(
     }
 }
 
-/// The customer of this Piano user: by uid, else the one with its email (linked now), else a new one.
+/// The customer of this Piano user: the one holding its uid, else a new one. A Piano event never
+/// links the uid to another record by email: Piano's webhooks do not say whether the reader confirmed
+/// the address, and anyone can open an account claiming someone's. When another record holds the
+/// email, the new one is made without it (its Piano profile keeps it), so the possible duplicates pair
+/// them for review; evidence links them later (`sync::link`).
 async fn customer_of(
     store: &dyn Store,
     d: &Delivery<'_>,
@@ -138,34 +142,16 @@ async fn customer_of(
         if let Some(found) = customers::find(store, d.publication, &identity).await? {
             return Ok(found);
         }
-        let by_email = match email {
-            Some(email) => customers::find(store, d.publication, &Identity::Email(email.clone())).await?,
-            None => None,
+        let email_free = match email {
+            Some(email) => customers::find(store, d.publication, &Identity::Email(email.clone())).await?.is_none(),
+            None => false,
         };
-        let result = match by_email {
-            // One email, two Piano accounts: the record keeps its first.
-            Some(found) if found.value.piano_uid.is_some() => {
-                tracing::warn!(customer = %found.value.id, "email already linked to another Piano user");
-                return Ok(found);
-            }
-            Some(found) => {
-                let mut after = found.value.clone();
-                after.piano_uid = Some(uid.to_owned());
-                after.updated_at = d.now;
-                customers::update(store, &found.value, &after, found.version)
-                    .await
-                    .map(|version| Versioned { value: after, version })
-            }
-            None => {
-                let mut candidate = Customer::new(d.publication.clone(), d.now);
-                candidate.email = email.cloned();
-                candidate.piano_uid = Some(uid.to_owned());
-                customers::create(store, &candidate).await.map(|()| Versioned { value: candidate, version: 1 })
-            }
-        };
-        match result {
-            Ok(linked) => return Ok(linked),
-            // Someone linked or created meanwhile: the next round finds their write.
+        let mut candidate = Customer::new(d.publication.clone(), d.now);
+        candidate.email = email.filter(|_| email_free).cloned();
+        candidate.piano_uid = Some(uid.to_owned());
+        match customers::create(store, &candidate).await {
+            Ok(()) => return Ok(Versioned { value: candidate, version: 1 }),
+            // Someone created the uid's record, or took the email, meanwhile: the next round sees it.
             Err(CustomerWriteError::Stale | CustomerWriteError::Taken { .. } | CustomerWriteError::Extra(_)) => {}
             Err(CustomerWriteError::Store(e)) => return Err(e.into()),
         }

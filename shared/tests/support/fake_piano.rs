@@ -5,7 +5,7 @@
 //!
 //! Routes:
 //! - `POST /id/api/v1/publisher/token/verify?aid=..&api_token=..&token=..`: a registered triple answers
-//!   200 with `pub_id`, anything else Piano's 403 `Invalid access token`.
+//!   200 with `pub_id` and `email_confirmation_required`, anything else Piano's 403 `Invalid access token`.
 //! - `POST /api/v3/publisher/user/get` (form `aid`, `api_token`, `uid`) and
 //!   `POST /api/v3/publisher/webhook/settings/update` (form `aid`, `api_token`, `url`, `enabled`),
 //!   `GET /api/v3/publisher/webhook/settings?aid=..&api_token=..`: Piano's v3 envelope, `{"code": 0, ...}`
@@ -64,8 +64,8 @@ impl Failure {
 
 #[derive(Default)]
 struct State {
-    /// (aid, api_token, token) → uid.
-    valid: HashMap<(String, String, String), String>,
+    /// (aid, api_token, token) → (uid, whether the user's email is confirmed).
+    valid: HashMap<(String, String, String), (String, bool)>,
     /// aid → API token, for the v3 calls.
     apps: HashMap<String, String>,
     /// (aid, uid) → Piano's `user` object.
@@ -114,9 +114,20 @@ impl FakePiano {
         HttpPiano::new().with_backoff(Duration::from_millis(1))
     }
 
-    /// From now on `token` verifies for application `aid` with `api_token`, as user `uid`.
+    /// From now on `token` verifies for application `aid` with `api_token`, as user `uid` whose email
+    /// is confirmed.
     pub fn accept_token(&self, aid: &str, api_token: &str, token: &str, uid: &str) {
-        lock(&self.state).valid.insert((aid.to_owned(), api_token.to_owned(), token.to_owned()), uid.to_owned());
+        self.accept(aid, api_token, token, uid, true);
+    }
+
+    /// `accept_token` for a user who has not confirmed their email (`email_confirmation_required: true`).
+    pub fn accept_token_unconfirmed(&self, aid: &str, api_token: &str, token: &str, uid: &str) {
+        self.accept(aid, api_token, token, uid, false);
+    }
+
+    fn accept(&self, aid: &str, api_token: &str, token: &str, uid: &str, confirmed: bool) {
+        let triple = (aid.to_owned(), api_token.to_owned(), token.to_owned());
+        lock(&self.state).valid.insert(triple, (uid.to_owned(), confirmed));
     }
 
     /// An application the v3 calls accept with `api_token`.
@@ -205,13 +216,13 @@ fn verify(state: &State, recorded: &RecordedRequest) -> Response {
         recorded.param("token").unwrap_or_default().to_owned(),
     );
     match state.valid.get(&triple) {
-        Some(uid) => respond(
+        Some((uid, confirmed)) => respond(
             200,
             json!({
                 "access_token": triple.2,
                 "token_type": "Bearer",
                 "expires_in": 3600,
-                "email_confirmation_required": false,
+                "email_confirmation_required": !confirmed,
                 "pub_id": uid,
             }),
         ),

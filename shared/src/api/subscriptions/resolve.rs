@@ -3,7 +3,9 @@
 //! the one of that application serving pages from the Origin; the token must then be verified, with
 //! the publication's JWT secret when it has one (HS256 and `exp`), otherwise by Piano (its answer
 //! reused for a minute at most); `sub` must be a CRM customer with Stripe customers in the
-//! publication's accounts. Nothing is read from the store for the reader before the token is verified.
+//! publication's accounts, or become one on the reader's first visit when Piano says they confirmed
+//! the email of such a customer. Nothing is read from the store for the reader before the token is
+//! verified.
 
 use std::sync::Arc;
 
@@ -12,15 +14,17 @@ use axum::http::header::ORIGIN;
 
 use super::errors::{self, bad};
 use crate::api::AppState;
-use crate::domain::customer::Identity;
+use crate::domain::customer::{Customer, Identity};
+use crate::domain::ids::Email;
 use crate::domain::settings::{Origin, PianoSettings, StripeAccount};
 use crate::http::ApiError;
 use crate::http::context::record_publication;
-use crate::piano::client::{PianoError, base_for};
+use crate::piano::client::{PianoError, VerifiedToken, base_for};
 use crate::piano::token::{self, Claims};
 use crate::piano::verified::TokenKey;
 use crate::store::repo::customers;
 use crate::store::repo::publications::{self, StoredSettings};
+use crate::sync::link::{self, Evidence, LinkError};
 
 /// How the caller's token was verified, which decides whether cancel and winback still ask Piano.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,16 +72,23 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
 
     let piano = publication.settings.piano.as_ref().ok_or_else(|| bad(errors::PUBLICATION_NOT_FOUND))?;
     let now = crate::store::now_epoch();
-    let (claims, verified) = match &piano.jwt_secret {
-        Some(secret) => (token::verify(&token, secret, now).map_err(refused)?, Verified::Locally),
-        None => verify_with_piano(state, piano, &token, now).await?,
+    let (claims, verified, verdict) = match &piano.jwt_secret {
+        Some(secret) => (token::verify(&token, secret, now).map_err(refused)?, Verified::Locally, None),
+        None => verify_with_piano(state, piano, &token, now).await.map(|(c, v, d)| (c, v, Some(d)))?,
     };
 
     let uid = claims.sub.clone().filter(|s| !s.is_empty()).ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND))?;
-    let found = customers::find(state.store.as_ref(), &publication.publication_id, &Identity::Piano(uid)).await?;
-    let customer = found.ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND))?.value;
+    let customer = reader(state, &publication, piano, &token, &uid, verdict, now).await?;
+    let accounts = accounts_of(&publication, &customer);
+    if accounts.is_empty() {
+        return Err(bad(errors::STRIPE_ACCOUNTS_NOT_FOUND));
+    }
+    Ok(Caller { publication: Arc::new(publication), token, claims, verified, accounts })
+}
 
-    let accounts: Vec<(StripeAccount, Vec<String>)> = publication
+/// Each Stripe account of the publication where `customer` is a customer, with those customer ids.
+fn accounts_of(publication: &StoredSettings, customer: &Customer) -> Vec<(StripeAccount, Vec<String>)> {
+    publication
         .settings
         .stripe_accounts
         .iter()
@@ -92,11 +103,87 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
                 .collect();
             (!ids.is_empty()).then(|| (account.clone(), ids))
         })
-        .collect();
-    if accounts.is_empty() {
-        return Err(bad(errors::STRIPE_ACCOUNTS_NOT_FOUND));
+        .collect()
+}
+
+/// The verified reader's record: the one holding their uid when it has Stripe customers here; else,
+/// on their first visit, the record holding their email, linked to them now if Piano says they
+/// confirmed it (`first_visit`); else the uid's record as it is, or the seed's "not found".
+async fn reader(
+    state: &AppState,
+    publication: &StoredSettings,
+    piano: &PianoSettings,
+    token: &str,
+    uid: &str,
+    verdict: Option<VerifiedToken>,
+    now: i64,
+) -> Result<Customer, ApiError> {
+    let store = state.store.as_ref();
+    let found = customers::find(store, &publication.publication_id, &Identity::Piano(uid.to_owned())).await?;
+    if let Some(found) = &found
+        && !accounts_of(publication, &found.value).is_empty()
+    {
+        return Ok(found.value.clone());
     }
-    Ok(Caller { publication: Arc::new(publication), token, claims, verified, accounts })
+    match first_visit(state, publication, piano, token, uid, verdict, now).await? {
+        Some(linked) => Ok(linked),
+        None => found.map(|f| f.value).ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND)),
+    }
+}
+
+/// A reader Piano knows but this record does not link to any Stripe customer yet (their Piano account
+/// sent no event since go-live, or its events made a record of its own). Piano's word that they
+/// confirmed their email is the evidence (`sync::link`): with it, the record holding that email,
+/// when it has Stripe customers here and no other Piano user, is linked to them within this request.
+async fn first_visit(
+    state: &AppState,
+    publication: &StoredSettings,
+    piano: &PianoSettings,
+    token: &str,
+    uid: &str,
+    verdict: Option<VerifiedToken>,
+    now: i64,
+) -> Result<Option<Customer>, ApiError> {
+    let base = base_for(piano.region, state.config.piano_api_base.as_deref());
+    let verdict = match verdict {
+        Some(verdict) => verdict,
+        // Verified locally: the secret says nothing of the email; Piano does.
+        None => state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?,
+    };
+    if verdict.uid != uid {
+        tracing::info!("Piano token refused: its sub is not the user Piano verified");
+        return Err(errors::invalid_token());
+    }
+    if !verdict.email_confirmed {
+        tracing::info!("first visit: the reader's email is not confirmed at Piano; nothing linked");
+        return Ok(None);
+    }
+    let user = match state.piano.user(&base, &piano.aid, &piano.api_token, uid).await {
+        Ok(user) => user,
+        Err(PianoError::Rejected(detail)) => {
+            tracing::warn!(%detail, "first visit: Piano did not show the user; nothing linked");
+            return Ok(None);
+        }
+        Err(e) => return Err(piano_error(e)),
+    };
+    let Some(email) = user.email.as_deref().and_then(|e| Email::parse(e).ok()) else { return Ok(None) };
+    let store = state.store.as_ref();
+    let Some(holder) = customers::find(store, &publication.publication_id, &Identity::Email(email)).await? else {
+        return Ok(None);
+    };
+    if holder.value.piano_uid.is_some() || accounts_of(publication, &holder.value).is_empty() {
+        return Ok(None);
+    }
+    match link::link_piano(store, &publication.publication_id, &holder.value.id, uid, Evidence::ConfirmedEmail, now)
+        .await
+    {
+        Ok(linked) => Ok(Some(linked.value)),
+        Err(LinkError::Sync(e)) => Err(LinkError::Sync(e).into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "first visit: not linked");
+            Ok(None)
+        }
+    }
 }
 
 fn refused(reason: token::TokenError) -> ApiError {
@@ -121,29 +208,29 @@ async fn verify_with_piano(
     piano: &PianoSettings,
     token: &str,
     now: i64,
-) -> Result<(Claims, Verified), ApiError> {
+) -> Result<(Claims, Verified, VerifiedToken), ApiError> {
     let claims = token::screen(token, now).map_err(refused)?;
     let key = TokenKey::new(&piano.aid, &piano.api_token, token);
-    let (uid, verified) = match state.piano_tokens.get(&key, now) {
-        Some(uid) => (uid, Verified::Recently),
+    let (verdict, verified) = match state.piano_tokens.get(&key, now) {
+        Some(verdict) => (verdict, Verified::Recently),
         None => {
             let base = base_for(piano.region, state.config.piano_api_base.as_deref());
-            let uid =
+            let verdict =
                 state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?;
-            (uid, Verified::ByPiano)
+            (verdict, Verified::ByPiano)
         }
     };
     // Piano names the reader; a token claiming someone else is not theirs to use.
-    if claims.sub.as_deref() != Some(uid.as_str()) {
+    if claims.sub.as_deref() != Some(verdict.uid.as_str()) {
         tracing::info!("Piano token refused: its sub is not the user Piano verified");
         return Err(errors::invalid_token());
     }
     if verified == Verified::ByPiano
         && let Some(exp) = claims.exp
     {
-        state.piano_tokens.insert(key, uid, exp, now);
+        state.piano_tokens.insert(key, verdict.clone(), exp, now);
     }
-    Ok((claims, verified))
+    Ok((claims, verified, verdict))
 }
 
 /// The authoritative check (cancel and winback): Piano itself confirms the token is live and the
@@ -157,7 +244,7 @@ pub async fn confirm_with_piano(state: &AppState, caller: &Caller) -> Result<(),
     };
     let base = base_for(piano.region, state.config.piano_api_base.as_deref());
     match state.piano.verify_token(&base, &piano.aid, &piano.api_token, &caller.token).await {
-        Ok(uid) if Some(&uid) == caller.claims.sub.as_ref() => Ok(()),
+        Ok(verdict) if Some(&verdict.uid) == caller.claims.sub.as_ref() => Ok(()),
         Ok(_) => Err(errors::invalid_token()),
         Err(e) => Err(piano_error(e)),
     }

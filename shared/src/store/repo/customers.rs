@@ -139,6 +139,104 @@ pub async fn update_with(
     }
 }
 
+/// Folds `source` (another record of the same person) into the target, `before` read at `version`
+/// and becoming `after`, in one transaction: the target is written and claims its new identities
+/// (taking over those `source` held), and `source` is deleted with its identities, status entry and
+/// match keys, on condition that neither changed since read; the caller's `extra` writes go in the
+/// same transaction. The items of the source's partition are copied beforehand by `copy_partition`.
+pub async fn absorb(
+    store: &dyn Store,
+    before: &Customer,
+    after: &Customer,
+    version: u64,
+    source: &Versioned<Customer>,
+    extra: Vec<WriteOp>,
+) -> Result<u64, CustomerWriteError> {
+    payments::move_out(store, before).await?;
+    let publication = &after.publication_id;
+    let (old, new, held) = (before.identities(), after.identities(), source.value.identities());
+    let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
+    let (taken_over, fresh): (Vec<&Identity>, Vec<&Identity>) = added.iter().partition(|i| held.contains(i));
+    let mut ops = vec![
+        WriteOp::put(customer_item(after, version + 1)?, Cond::Version(version)),
+        WriteOp::Delete { key: keys_of::customer(publication, &source.value.id), cond: Cond::Version(source.version) },
+    ];
+    for identity in &fresh {
+        ops.push(identity_put(after, identity)?);
+    }
+    for identity in &taken_over {
+        let doc = to_doc(&IdentityDoc { customer_id: after.id.clone() })?;
+        ops.push(WriteOp::put(Item::new(keys_of::identity(publication, identity), doc), Cond::None));
+    }
+    let dropped = old.iter().filter(|i| !new.contains(i)).chain(held.iter().filter(|i| !new.contains(i)));
+    for identity in dropped {
+        ops.push(WriteOp::Delete { key: keys_of::identity(publication, identity), cond: Cond::None });
+    }
+    let (was, is) = (before.payment_status(), after.payment_status());
+    if was != is {
+        ops.push(WriteOp::Delete { key: keys_of::customer_by_status(publication, was, &before.id), cond: Cond::None });
+        ops.push(status_put(after)?);
+    }
+    let gone = keys_of::customer_by_status(publication, source.value.payment_status(), &source.value.id);
+    ops.push(WriteOp::Delete { key: gone, cond: Cond::None });
+    let matches = duplicates::index_change(Some(before), after)?;
+    ops.extend(matches.ops);
+    let source_keys = crate::domain::matching::keys_of(&source.value);
+    for key in &source_keys {
+        ops.push(WriteOp::Delete { key: keys_of::match_key(publication, key, &source.value.id), cond: Cond::None });
+    }
+    ops.extend(payments::changes(Some(before), after)?);
+    ops.extend(extra);
+    match store.write(ops).await {
+        Ok(()) => {
+            let mut changed = matches.changed;
+            changed.extend(source_keys.into_iter().filter(|k| !changed.contains(k)).collect::<Vec<_>>());
+            refresh_duplicates(store, publication, &changed).await;
+            Ok(version + 1)
+        }
+        Err(StoreError::ConditionFailed { index: 0 | 1 }) => Err(CustomerWriteError::Stale),
+        Err(StoreError::ConditionFailed { index }) if index - 2 < fresh.len() => {
+            let identity = fresh[index - 2].clone();
+            let holder = holder_of(store, publication, &identity).await?;
+            Err(CustomerWriteError::Taken { identity: Some(identity), holder })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies the timeline entries and Piano payments and refunds of customer `from` into customer `to`'s
+/// partition, each only where `to` has no such item: run before `absorb`, so a retry after a failure
+/// between the two copies nothing twice.
+pub async fn copy_partition(
+    store: &dyn Store,
+    publication: &PublicationId,
+    from: &CustomerId,
+    to: &CustomerId,
+) -> Result<usize, StoreError> {
+    const COPIED: [&str; 3] = [keys_of::ACTIVITY_PREFIX, keys_of::PIANO_PAYMENT_PREFIX, keys_of::PIANO_REFUND_PREFIX];
+    let items =
+        super::query_all(store, Query::new(Index::Primary, keys_of::customer_partition(publication, from))).await?;
+    let target = keys_of::customer_partition(publication, to);
+    let copies: Vec<WriteOp> = items
+        .into_iter()
+        .filter(|item| item.gsi1.is_none() && COPIED.iter().any(|p| item.key.sk.starts_with(p)))
+        .map(|item| {
+            let mut copy = Item::new(crate::store::Key::new(target.clone(), item.key.sk), item.doc);
+            copy.expires_at = item.expires_at;
+            WriteOp::put(copy, Cond::NotExists)
+        })
+        .collect();
+    let count = copies.len();
+    futures::future::try_join_all(copies.into_iter().map(|op| async move {
+        match store.write(vec![op]).await {
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }))
+    .await?;
+    Ok(count)
+}
+
 /// Best effort once the customer is written: failing it would retry a write that is already in, and the
 /// next change of the same keys refreshes them again.
 async fn refresh_duplicates(store: &dyn Store, publication: &PublicationId, changed: &[MatchKey]) {

@@ -167,13 +167,16 @@ pub mod keys_of {
 
     /// One of the customer's Piano payments (`domain::piano_payments`).
     pub fn customer_piano_payment(publication: &PublicationId, customer: &CustomerId, payment: &str) -> Key {
-        Key::new(customer_partition(publication, customer), format!("PPAY#{payment}"))
+        Key::new(customer_partition(publication, customer), format!("{PIANO_PAYMENT_PREFIX}{payment}"))
     }
 
     /// One of the customer's Piano refunds, under the id of the event that announced it.
     pub fn customer_piano_refund(publication: &PublicationId, customer: &CustomerId, event: &str) -> Key {
-        Key::new(customer_partition(publication, customer), format!("PREF#{event}"))
+        Key::new(customer_partition(publication, customer), format!("{PIANO_REFUND_PREFIX}{event}"))
     }
+
+    pub const PIANO_PAYMENT_PREFIX: &str = "PPAY#";
+    pub const PIANO_REFUND_PREFIX: &str = "PREF#";
 
     /// A product (`kind` = `PRODUCT`) or price (`PRICE`) of one Stripe account's catalogue.
     pub fn stripe_catalogue(publication: &PublicationId, account: &AccountKey, kind: &str, id: &str) -> Key {

@@ -156,8 +156,19 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
             contention_pause(round).await;
         }
         let mut found = resolve(ctx, &owner, &change).await?;
+        let claimed = match piano_uid_named(&change) {
+            Some(uid) if found.value.piano_uid.is_none() => match claim_piano_uid(ctx, &found, uid).await? {
+                Claim::Take => Some(uid),
+                Claim::Folded => continue,
+                Claim::Leave => None,
+            },
+            _ => None,
+        };
         read_touched(ctx.store, &mut found.value, &change).await?;
         let mut after = found.value.clone();
+        if let Some(uid) = claimed {
+            after.piano_uid = Some(uid.to_owned());
+        }
         let mut recorder = Recorder::new(event, &ctx.account.key);
         merge(ctx, event, &change, &mut after.stripe, &mut recorder).await?;
         after.refresh_contact();
@@ -185,6 +196,55 @@ pub async fn apply(ctx: &Context<'_>, event: &Event) -> Result<Outcome, SyncErro
         }
     }
     Err(SyncError::Contention)
+}
+
+/// Metadata keys a publication's site may set on a Stripe customer or checkout to name the reader's
+/// Piano uid: its server set them while the reader was signed in, which is evidence the two are one.
+const PIANO_UID_KEYS: [&str; 3] = ["piano_uid", "pianoUid", "piano_user_id"];
+
+/// The Piano uid the change's customer or checkout names in its metadata.
+fn piano_uid_named<'c>(change: &'c Change<'_>) -> Option<&'c str> {
+    let metadata = match change {
+        Change::Profile(c) => &c.metadata,
+        Change::Checkout(c) => &c.metadata,
+        _ => return None,
+    };
+    let uid = PIANO_UID_KEYS.iter().find_map(|k| metadata.get(*k))?.trim();
+    crate::domain::ids::provider_id(uid, "Piano uid").ok().map(|_| uid)
+}
+
+/// What to do with a uid the Stripe side names.
+enum Claim {
+    /// Nobody holds it: the record claims it with this event.
+    Take,
+    /// The uid's own record was folded into this one (`sync::link`): read the record again.
+    Folded,
+    /// Another record with Stripe customers holds it: left for an operator.
+    Leave,
+}
+
+async fn claim_piano_uid(ctx: &Context<'_>, found: &Versioned<Customer>, uid: &str) -> Result<Claim, SyncError> {
+    let holder = customers::find(ctx.store, ctx.publication, &Identity::Piano(uid.to_owned())).await?;
+    if holder.is_none() {
+        return Ok(Claim::Take);
+    }
+    let linked = crate::sync::link::link_piano(
+        ctx.store,
+        ctx.publication,
+        &found.value.id,
+        uid,
+        crate::sync::link::Evidence::StripeMetadata,
+        ctx.now,
+    )
+    .await;
+    match linked {
+        Ok(_) => Ok(Claim::Folded),
+        Err(crate::sync::link::LinkError::Sync(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, customer = %found.value.id, "Stripe metadata names a Piano user held elsewhere");
+            Ok(Claim::Leave)
+        }
+    }
 }
 
 /// Who the change belongs to.
