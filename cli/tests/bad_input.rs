@@ -13,7 +13,8 @@
 //! revenue) without the suite having to know them; a new table in the file makes the reading fail
 //! rather than go unchecked.
 
-/// The suite's Piano: a fake that accepts no token (C's forgeries are refused on its word).
+/// The suite's Piano: a fake that accepts no token of C (its forgeries are refused on Piano's word)
+/// and only A's first visits (`bad_input::public::FirstVisits`).
 #[allow(dead_code)] // the suite uses part of it
 #[path = "../../shared/tests/support/fake_piano.rs"]
 mod fake_piano;
@@ -81,7 +82,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
     webhooks::stripe(&mut suite, &a, &b).await;
     webhooks::piano(&mut suite, &a, &b).await;
     suite.alive("webhooks").await;
-    public::routes(&mut suite, &a, &b).await;
+    let visits = public::FirstVisits::register(&a, &piano);
+    public::routes(&mut suite, &a, &b, &visits).await;
     public::piano_verified(&mut suite, &c, &a, &piano).await;
     suite.alive("public routes").await;
     let logged = server.log();

@@ -32,12 +32,36 @@ fn forged(header: &Value, claims: &Value, signature: &str) -> String {
 /// Origin, token, status, the seed's message.
 type Caller = (Option<String>, Option<String>, u16, &'static str);
 
+/// Valid tokens of A for Piano users A has no record of, whose Piano accounts claim A's reader's
+/// email: one Piano says is unconfirmed, one it says is confirmed. Their first visit must link nothing
+/// (the first has no evidence; A's reader has no Stripe customer to reach), so both are "not found".
+pub struct FirstVisits {
+    unconfirmed: String,
+    confirmed: String,
+}
+
+impl FirstVisits {
+    /// Registers both at the fake Piano, with the users Piano's API shows.
+    pub fn register(a: &Publication, piano: &FakePiano) -> Self {
+        let token = |uid: &str| {
+            signed(Algorithm::HS256, &json!({"aud": a.aid, "sub": uid, "exp": now() + 600}), a.jwt_secret())
+        };
+        let visits = Self { unconfirmed: token("PNIunknownReader"), confirmed: token("PNIclaimsAlpha") };
+        piano.add_app(a.aid, a.api_token);
+        piano.accept_token_unconfirmed(a.aid, a.api_token, &visits.unconfirmed, "PNIunknownReader");
+        piano.add_user(a.aid, "PNIunknownReader", a.email, "Claims", "Alpha");
+        piano.accept_token(a.aid, a.api_token, &visits.confirmed, "PNIclaimsAlpha");
+        piano.add_user(a.aid, "PNIclaimsAlpha", a.email, "Claims", "Alpha");
+        visits
+    }
+}
+
 /// Each bad caller of A and B.
-fn callers(a: &Publication, b: &Publication) -> Vec<Caller> {
+fn callers(a: &Publication, b: &Publication, visits: &FirstVisits) -> Vec<Caller> {
     let claims = |aud: &str| json!({"aud": aud, "sub": "PNIunknownReader", "exp": now() + 600});
     let live = claims(a.aid);
     let hs256 = |c: &Value, secret: &str| signed(Algorithm::HS256, c, secret);
-    let valid_sig = hs256(&live, a.jwt_secret());
+    let valid_sig = visits.unconfirmed.clone();
     let signature = valid_sig.rsplit('.').next().unwrap_or_default().to_owned();
     let (ao, bo) = (Some(a.origin.to_owned()), Some(b.origin.to_owned()));
     let some = |t: String| Some(t);
@@ -83,8 +107,10 @@ fn callers(a: &Publication, b: &Publication) -> Vec<Caller> {
         (Some(format!("{}.evil.example", a.origin)), some(valid_sig.clone()), 400, "Publication not found."),
         (Some("null".into()), some(valid_sig.clone()), 400, "Publication not found."),
         (Some(format!("{}/path", a.origin)), some(valid_sig.clone()), 400, "Publication not found."),
-        // Everything right but the reader, whom A does not know.
+        // Everything right but the reader, whom A does not know; a first visit whose Piano account
+        // claims A's reader's email, unconfirmed and confirmed: nothing is linked.
         (ao.clone(), some(valid_sig), 400, "Piano user not found."),
+        (ao.clone(), some(visits.confirmed.clone()), 400, "Piano user not found."),
     ]
 }
 
@@ -118,9 +144,9 @@ async fn ask_every_route(
     }
 }
 
-pub async fn routes(suite: &mut Suite, a: &Publication, b: &Publication) {
+pub async fn routes(suite: &mut Suite, a: &Publication, b: &Publication, visits: &FirstVisits) {
     let hidden = b.data();
-    for caller in callers(a, b) {
+    for caller in callers(a, b, visits) {
         ask_every_route(suite, caller, &hidden, &[a.origin, b.origin]).await;
     }
     // Preflight from origins no publication serves pages from.
@@ -169,22 +195,25 @@ fn piano_callers(c: &Publication, a: &Publication) -> Vec<Caller> {
 }
 
 /// C's bad callers; then every request Piano received must be one verification of the well-made
-/// forgery per route (nothing else in the barrage may reach Piano).
+/// forgery per route, and A's first visits (`FirstVisits`): a verification per route each, and a read
+/// of the user per route for the confirmed one only. Nothing else in the barrage may reach Piano.
 pub async fn piano_verified(suite: &mut Suite, c: &Publication, a: &Publication, piano: &FakePiano) {
     let hidden = a.data();
     for caller in piano_callers(c, a) {
         ask_every_route(suite, caller, &hidden, &[c.origin, a.origin]).await;
     }
     let asked = piano.requests();
-    let verifications = asked
-        .iter()
-        .filter(|r| r.path == shared::piano::client::TOKEN_VERIFY_PATH && r.param("aid") == Some(c.aid))
-        .count();
-    if asked.len() != 3 || verifications != 3 {
+    let count = |path: &str, aid: &str| {
+        asked
+            .iter()
+            .filter(|r| r.path == path && (r.param("aid") == Some(aid) || r.field("aid").as_deref() == Some(aid)))
+            .count()
+    };
+    let verify = shared::piano::client::TOKEN_VERIFY_PATH;
+    let user = shared::piano::client::USER_GET_PATH;
+    let seen = (count(verify, c.aid), count(verify, a.aid), count(user, a.aid), asked.len());
+    if seen != (3, 6, 3, 12) {
         let paths: Vec<&str> = asked.iter().map(|r| r.path.as_str()).collect();
-        suite.fail(format!(
-            "Piano got {} requests, {verifications} verifications of C's tokens: {paths:?}",
-            asked.len()
-        ));
+        suite.fail(format!("Piano got (C verifications, A verifications, A user reads, all) = {seen:?}: {paths:?}"));
     }
 }

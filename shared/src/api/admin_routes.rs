@@ -160,6 +160,14 @@ pub const CUSTOMERS_UPDATE: AdminRoute = AdminRoute {
     group: Group::Customers,
 };
 
+pub const CUSTOMERS_LINK: AdminRoute = AdminRoute {
+    function: "customers-link",
+    method: "POST",
+    path: "/admin/publications/{publication_id}/customers/{customer_id}/piano-link",
+    handler: || post(crate::api::customer_edits::link_piano),
+    group: Group::Customers,
+};
+
 pub const EXPORTS: AdminRoute = AdminRoute {
     function: "exports",
     method: "GET",
@@ -206,6 +214,7 @@ pub const ALL: &[AdminRoute] = &[
     CUSTOMERS_CREATE,
     CUSTOMERS_GET,
     CUSTOMERS_UPDATE,
+    CUSTOMERS_LINK,
     EXPORTS,
     TASKS_LIST,
     TASKS_UPDATE,

@@ -1,4 +1,5 @@
-//! `POST …/customers` and `PATCH …/customers/{id}` (functions `customers-create`, `customers-update`):
+//! `POST …/customers` and `PATCH …/customers/{id}` (functions `customers-create`, `customers-update`),
+//! and `POST …/customers/{id}/piano-link` (`customers-link`, an operator's evidence for `sync::link`):
 //! an operator creates a CRM customer (email unique in the publication) and, when asked, its Stripe
 //! customer in one of the publication's accounts, carrying `metadata.crm_customer_id` so the events
 //! Stripe sends back join this record; email and name changes are pushed to the customer's Stripe
@@ -23,6 +24,7 @@ use crate::store::repo::customers::{self, CustomerWriteError};
 use crate::store::repo::publications;
 use crate::stripe::client::{Params, StripeAuth};
 use crate::stripe::objects as obj;
+use crate::sync::link;
 use crate::sync::stripe::map;
 
 #[derive(Deserialize)]
@@ -210,4 +212,29 @@ fn write_error(e: CustomerWriteError) -> ApiError {
         CustomerWriteError::Store(e) => e.into(),
         other => ApiError::Internal(other.to_string()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PianoLink {
+    piano_uid: String,
+}
+
+/// Links a Piano user to the customer on the operator's word: the review of a possible duplicate
+/// (a Piano user whose email another record holds) ends here. The uid's own record, if it has one
+/// without Stripe customers, is folded in.
+pub async fn link_piano(
+    State(state): State<AppState>,
+    Path((raw_id, raw_customer)): Path<(String, String)>,
+    headers: HeaderMap,
+    JsonBytes(bytes): JsonBytes,
+) -> Result<Json<CustomerRecord>, ApiError> {
+    let (_, publication) = authorize(&state, &headers, &raw_id).await?;
+    let id = CustomerId::parse(&raw_customer).map_err(|_| ApiError::NotFound("customer not found".into()))?;
+    let link: PianoLink = parse_json(&bytes)?;
+    let uid = crate::domain::ids::provider_id(link.piano_uid.trim(), "pianoUid")?;
+    let now = crate::store::now_epoch();
+    let store = state.store.as_ref();
+    let linked = link::link_piano(store, &publication, &id, &uid, link::Evidence::Operator, now).await?;
+    Ok(record(&linked.value))
 }

@@ -158,6 +158,24 @@ impl Site {
         (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
+    /// The site's store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.store.clone()
+    }
+
+    /// A reader as a Stripe backfill leaves them: a record with their email and Stripe customer
+    /// `stripe_id` in account `main`, no Piano uid, and an active subscription `subscription`.
+    pub async fn backfilled_reader(&self, email: &str, stripe_id: &str, subscription: &str) -> Customer {
+        let mut c = Customer::new(PublicationId::parse("daily").unwrap(), now());
+        c.email = Some(shared::domain::ids::Email::parse(email).unwrap());
+        c.stripe_customer_ids.insert(AccountKey::parse("main").unwrap(), stripe_id.into());
+        customers::create(self.store.store.as_ref(), &c).await.unwrap();
+        let period = (now() - 86_400, now() + 29 * 86_400);
+        let price = self.stripe.object("price_monthly").unwrap();
+        self.stripe.put_object(w::subscription(subscription, stripe_id, "active", price, now() - 86_400, period));
+        c
+    }
+
     /// Every customer of the publication as stored, to show a request changed nothing.
     pub async fn customers(&self) -> Vec<Customer> {
         let publication = PublicationId::parse("daily").unwrap();
