@@ -26,12 +26,20 @@ async fn list_answers_every_subscription_with_its_account() {
     let first = &body["subscriptions"][0];
     assert_eq!(first["object"], "subscription", "Stripe's object as Stripe returned it");
     assert_eq!(first["stripeAccountName"], "Daily Media Ltd");
-    assert_eq!(first["stripeAccountId"], Value::Null);
+    assert_eq!(first["stripeAccountId"], "acct_1PgafTB7WZ01zgkW", "as Stripe's GET /v1/account names it");
     assert_eq!(headers["access-control-allow-origin"], ORIGIN);
     assert_eq!(headers["vary"], "Origin");
     let asked = site.stripe.requests().into_iter().find(|r| r.path == "/v1/subscriptions").unwrap();
     assert_eq!(asked.param("status"), Some("all"));
     assert!(site.piano.requests().is_empty(), "the list stays cheap: no call to Piano");
+
+    // The account id was asked once and kept: the next list does not ask again.
+    let account_reads = || site.stripe.requests().iter().filter(|r| r.path == "/v1/account").count();
+    assert_eq!(account_reads(), 1);
+    let (_, _, again) =
+        site.call("GET", &format!("/api/subscriptions?token={}", reader_token()), Some(ORIGIN), None).await;
+    assert_eq!(again["subscriptions"][0]["stripeAccountId"], "acct_1PgafTB7WZ01zgkW");
+    assert_eq!(account_reads(), 1);
 }
 
 #[tokio::test]

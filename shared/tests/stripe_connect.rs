@@ -80,6 +80,11 @@ async fn connecting_creates_once_then_reuses(store: Arc<dyn Store>) {
     // Masked in the answer and in the settings; the webhook now accepts events signed with it.
     assert_eq!(answer["webhookSecrets"].as_array().unwrap().len(), 3);
     assert!(!answer.to_string().contains(&secret));
+    // Connecting also learned the account's id, which the public list shows.
+    assert_eq!(answer["accountId"], "acct_1PgafTB7WZ01zgkW");
+    let account = shared::domain::ids::AccountKey::parse("main").unwrap();
+    let kept = shared::store::repo::stripe_account_ids::get(world.store.as_ref(), &publication, &account).await;
+    assert_eq!(kept.unwrap().as_deref(), Some("acct_1PgafTB7WZ01zgkW"));
     let (_, settings) = call(&state, "GET", "/admin/publications/daily", None).await;
     assert!(!settings.to_string().contains(&secret));
     assert_eq!(settings["stripeAccounts"][0]["webhookSecrets"].as_array().unwrap().len(), 3);

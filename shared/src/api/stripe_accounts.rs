@@ -1,5 +1,6 @@
 //! `POST /admin/publications/{id}/stripe-accounts/{accountKey}/webhook-endpoint` (the `stripe-webhook-endpoint` function):
-//! points the account's Stripe webhook endpoint at this deployment and keeps its signing secret.
+//! points the account's Stripe webhook endpoint at this deployment and keeps its signing secret; and
+//! learns the account's `acct_…` id from Stripe, which the public list shows.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,12 +12,13 @@ use super::AppState;
 use super::settings::authorize;
 use crate::domain::ids::{AccountKey, PublicationId};
 use crate::domain::secret::Secret;
+use crate::domain::settings::StripeAccount;
 use crate::http::ApiError;
 use crate::http::extract::Path;
 use crate::http::public_url::PublicBaseUrl;
 use crate::store::StoreError;
-use crate::store::repo::publications;
-use crate::stripe::client::StripeAuth;
+use crate::store::repo::{publications, stripe_account_ids};
+use crate::stripe::client::{Params, StripeAuth};
 use crate::stripe::endpoints;
 use crate::stripe::event::Event;
 
@@ -48,9 +50,11 @@ pub async fn connect_webhook(
         None => account.webhook_secrets.clone(),
     };
     tracing::info!(endpoint = %connected.endpoint_id, created = connected.created, "Stripe webhook endpoint connected");
+    let account_id = account_id(&state, &id, account).await;
     let status = if connected.created { StatusCode::CREATED } else { StatusCode::OK };
     let body = json!({
         "endpointId": connected.endpoint_id,
+        "accountId": account_id,
         "url": connected.url,
         "created": connected.created,
         "enabledEvents": Event::ENABLED_EVENTS,
@@ -86,4 +90,40 @@ async fn keep_secret(
         }
     }
     Err(ApiError::Conflict("settings kept changing; retry".into()))
+}
+
+/// The account's `acct_…` id: as the operator set it, else as Stripe reported it (`GET /v1/account`,
+/// asked once and kept). `None` when Stripe cannot say (a restricted key, an outage): the id is only
+/// shown, never needed.
+pub(crate) async fn account_id(
+    state: &AppState,
+    publication: &PublicationId,
+    account: &StripeAccount,
+) -> Option<String> {
+    if let Some(id) = &account.account_id {
+        return Some(id.clone());
+    }
+    let store = state.store.as_ref();
+    match stripe_account_ids::get(store, publication, &account.key).await {
+        Ok(Some(id)) => return Some(id),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "Stripe account id not read");
+            return None;
+        }
+    }
+    let answer = match state.stripe.get(&StripeAuth::from(account), "/v1/account", &Params::new()).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            tracing::info!(error = %e, account = %account.key, "Stripe account id unknown for now");
+            return None;
+        }
+    };
+    let id = answer.get("id").and_then(serde_json::Value::as_str).filter(|id| {
+        id.starts_with("acct_") && id.len() <= 255 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })?;
+    if let Err(e) = stripe_account_ids::put(store, publication, &account.key, id, crate::store::now_epoch()).await {
+        tracing::warn!(error = %e, "Stripe account id not kept; asked again next time");
+    }
+    Some(id.to_owned())
 }

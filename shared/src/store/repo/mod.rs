@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod payments;
 pub mod publications;
 pub mod revenue;
+pub mod stripe_account_ids;
 pub mod sync_stats;
 pub mod tasks;
 pub mod unmapped;
@@ -181,6 +182,11 @@ pub mod keys_of {
     /// A product (`kind` = `PRODUCT`) or price (`PRICE`) of one Stripe account's catalogue.
     pub fn stripe_catalogue(publication: &PublicationId, account: &AccountKey, kind: &str, id: &str) -> Key {
         Key::new(format!("PUB#{publication}#STRIPE#{account}"), format!("{kind}#{id}"))
+    }
+
+    /// The `acct_…` id Stripe reports for one of the publication's Stripe accounts (beside its catalogue).
+    pub fn stripe_account_id(publication: &PublicationId, account: &AccountKey) -> Key {
+        Key::new(format!("PUB#{publication}#STRIPE#{account}"), "ACCOUNT")
     }
 
     /// A product or resource outside the catalogue (`account`: the Stripe account of a product).
