@@ -1,26 +1,42 @@
 //! `crm backfill --publication P --account K`: imports the Stripe account's history into the records,
-//! in this process, with a progress bar per object type (objects, rate, how far back, ETA). Resumable:
-//! Ctrl-C stops after the current page, and the same command continues from the checkpoint (so does a
-//! `POST …/backfill`, and the other way round).
+//! in this process, with a progress bar per object type (objects, rate, how far back, ETA);
+//! `crm backfill --publication P --provider piano` imports the Piano application's users, access,
+//! subscriptions and payments the same way. Resumable: Ctrl-C stops after the current page, and the
+//! same command continues from the checkpoint (so does a `POST …/backfill`, and the other way round).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use shared::api::backfill::progress;
-use shared::backfill::{Runner, Stop};
+use shared::backfill::{PianoRunner, Runner, Stop};
+use shared::domain::ids::{AccountKey, PublicationId};
 use shared::domain::record::rfc3339;
+use shared::piano::client::HttpPiano;
 use shared::store::repo::backfill::{BackfillJob, JobState, ObjectKind};
 use shared::stripe::client::HttpStripe;
 use tokio_util::sync::CancellationToken;
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Provider {
+    Stripe,
+    Piano,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    account: crate::account_args::AccountArgs,
-    /// Requests per second (1-100); by default 25 for test keys, 90 for live keys. Used when a new
-    /// job starts; a running job keeps its own.
+    #[arg(long)]
+    publication: String,
+    /// Whose history: a Stripe account's (`--account`) or the Piano application's.
+    #[arg(long, value_enum, default_value = "stripe")]
+    provider: Provider,
+    /// The Stripe account's key in the publication's settings (Stripe only).
+    #[arg(long, required_if_eq("provider", "stripe"))]
+    account: Option<String>,
+    /// Requests per second (1-100); by default 25 for Stripe test keys, 90 for live keys, 10 for
+    /// Piano. Used when a new job starts; a running job keeps its own.
     #[arg(long)]
     rate: Option<u32>,
     #[command(flatten)]
@@ -75,16 +91,8 @@ impl Bars {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let (publication, account) = args.account.parse()?;
+    let publication = PublicationId::parse(&args.publication).context("--publication is not a publication id")?;
     let store = args.store.open(None).await?;
-    let runner = Runner::new(store, std::sync::Arc::new(HttpStripe::from_env()?));
-    let (job, created) = runner.start(&publication, &account, args.rate).await?;
-    eprintln!(
-        "{} backfill {} of Stripe account {account} at {} requests/s",
-        if created { "Starting" } else { "Resuming" },
-        job.id,
-        job.rate
-    );
     let token = CancellationToken::new();
     {
         let token = token.clone();
@@ -95,9 +103,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    let bars = Bars::new(&job);
+    let stop = Stop::on(token);
     let began = Instant::now();
-    let done = runner.run(&publication, &account, &Stop::on(token), &|job| bars.show(job)).await?;
+    let (job, done) = match (args.provider, args.account.as_deref()) {
+        (Provider::Stripe, account) => {
+            let account = AccountKey::parse(account.unwrap_or_default()).context("--account is not an account key")?;
+            let runner = Runner::new(store, std::sync::Arc::new(HttpStripe::from_env()?));
+            let (job, created) = runner.start(&publication, &account, args.rate).await?;
+            announce(&job, created, &format!("Stripe account {account}"));
+            let bars = Bars::new(&job);
+            let done = runner.run(&publication, &account, &stop, &|job| bars.show(job)).await?;
+            (job, done)
+        }
+        (Provider::Piano, Some(_)) => anyhow::bail!("--account names a Stripe account; a Piano import takes none"),
+        (Provider::Piano, None) => {
+            let base = shared::api::ApiConfig::from_env()?.piano_api_base;
+            let runner = PianoRunner::new(store, std::sync::Arc::new(HttpPiano::new()), base);
+            let (job, created) = runner.start(&publication, args.rate).await?;
+            announce(&job, created, "the Piano application");
+            let bars = Bars::new(&job);
+            let done = runner.run(&publication, &stop, &|job| bars.show(job)).await?;
+            (job, done)
+        }
+    };
     report(&done, began.elapsed(), job.objects());
     match done.state {
         JobState::Done => Ok(()),
@@ -107,6 +135,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         JobState::Failed => anyhow::bail!("backfill failed: {}", done.error.as_deref().unwrap_or("unknown error")),
     }
+}
+
+fn announce(job: &BackfillJob, created: bool, of: &str) {
+    eprintln!(
+        "{} backfill {} of {of} at {} requests/s",
+        if created { "Starting" } else { "Resuming" },
+        job.id,
+        job.rate
+    );
 }
 
 fn report(job: &BackfillJob, elapsed: Duration, objects_before: u64) {

@@ -161,7 +161,7 @@ impl Workers {
         let allow_private =
             shared::config::optional("CRM_FORWARD_ALLOW_PRIVATE").ok().flatten().as_deref() != Some("0");
         let forwards = Arc::new(ForwardWorker::new(Arc::new(Forwarder::new(allow_private))));
-        let jobs = JobWorker::new(state.store.clone(), state.stripe.clone(), state.queue.clone(), JOB_SLICE);
+        let jobs = JobWorker::for_state(state, JOB_SLICE);
         let jobs = Arc::new(jobs.with_shutdown(shutdown.clone()));
         // One poller applies a batch at a time, and each of its commits costs the same fsync
         // whether it holds one batch's writes or several: batches in parallel share them.

@@ -84,3 +84,84 @@ async fn crm_backfill_imports_an_account_and_resumes_after_ctrl_c() {
     let customers = done.stages.iter().find(|s| s.kind == jobs::ObjectKind::Customers).unwrap();
     assert!(customers.done && customers.objects >= 400, "{customers:?}");
 }
+
+/// `crm backfill --provider piano`: the Piano application's history through the real binary, against
+/// the fake Piano (`CRM_PIANO_API_BASE`); a second run of a finished import starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_backfill_imports_the_piano_application() {
+    let piano = support::fake_piano::FakePiano::start().await;
+    let (aid, api_token) = ("AidDaily01", "piano-api-token-0123456789");
+    piano.add_app(aid, api_token);
+    for n in 0..150 {
+        let uid = format!("PNIcli{n:03}");
+        piano.add_user(aid, &uid, &format!("cli{n}@example.com"), "Cli", "Reader");
+        piano.add_access(
+            aid,
+            &uid,
+            serde_json::json!({"access_id": format!("a{n}"), "granted": true, "resource": {"rid": "R1"}}),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(&dir.path().join("crm.redb")).unwrap();
+        let mut settings = support::stripe_world::settings();
+        settings["piano"] =
+            serde_json::json!({"aid": aid, "apiToken": api_token, "privateKey": "thestringliteralisexactlyfortych"});
+        let settings = PublicationSettings::parse(settings.to_string().as_bytes(), None).unwrap();
+        let stored =
+            StoredSettings { publication_id: PublicationId::parse(PUBLICATION).unwrap(), settings, updated_at: 0 };
+        publications::put(&store, &stored, None).await.unwrap();
+    }
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let base = piano.base_url().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_crm"))
+            .env("CRM_PIANO_API_BASE", &base)
+            .env("RUST_LOG", "warn")
+            .args([
+                "backfill",
+                "--publication",
+                PUBLICATION,
+                "--provider",
+                "piano",
+                "--rate",
+                "100",
+                "--data-dir",
+                &data_dir,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = stderr(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("Starting backfill") && text.contains("of the Piano application at 100 requests/s"),
+        "{text}"
+    );
+    let store = EmbeddedStore::open(&dir.path().join("crm.redb")).unwrap();
+    let publication = PublicationId::parse(PUBLICATION).unwrap();
+    let job = jobs::get_piano(&store, &publication).await.unwrap().unwrap().value;
+    assert_eq!(job.state, JobState::Done);
+    assert_eq!(job.stages[0].objects, 300, "150 users and their accesses");
+    let customers = shared::store::repo::customers::list(&store, &publication, 500, None).await.unwrap().0;
+    assert_eq!(customers.len(), 150);
+
+    // `--account` with Piano is refused before anything runs.
+    let refused = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args([
+            "backfill",
+            "--publication",
+            PUBLICATION,
+            "--provider",
+            "piano",
+            "--account",
+            "main",
+            "--data-dir",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}

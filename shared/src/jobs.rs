@@ -1,4 +1,5 @@
-//! The jobs queue: a message asks for the next slice of an account's backfill, or for a catch-up of the
+//! The jobs queue: a message asks for the next slice of an account's backfill (or of the Piano
+//! application's history import), or for a catch-up of the
 //! Stripe events an account missed (queued by the webhook worker when it sees a gap). `JobWorker` runs a
 //! backfill slice until its deadline and queues the next one; under Lambda the deadline is the
 //! invocation's. Both run in the `backfill` Lambda.
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backfill::{BackfillError, Runner, Stop};
+use crate::backfill::{BackfillError, PianoRunner, Runner, Stop};
 use crate::catch_up::{self, CatchUpError};
 use crate::domain::ids::{AccountKey, PublicationId};
 use crate::queue::worker::{BatchHandler, each_concurrently};
@@ -26,6 +27,10 @@ pub enum JobMessage {
     Backfill {
         publication: PublicationId,
         account: AccountKey,
+    },
+    /// The publication's Piano history import.
+    PianoBackfill {
+        publication: PublicationId,
     },
     /// The account's events created from `since` (epoch seconds) on, and the undelivered ones.
     CatchUp {
@@ -68,6 +73,8 @@ const MAX_DELAY: i64 = 900;
 
 pub struct JobWorker {
     runner: Runner,
+    /// Without one (no Piano client given), Piano imports fail with a message saying so.
+    piano: Option<PianoRunner>,
     store: Arc<dyn Store>,
     stripe: Arc<dyn StripeApi>,
     queue: Arc<dyn Queue>,
@@ -80,7 +87,19 @@ pub struct JobWorker {
 impl JobWorker {
     pub fn new(store: Arc<dyn Store>, stripe: Arc<dyn StripeApi>, queue: Arc<dyn Queue>, slice: Duration) -> Self {
         let runner = Runner::new(store.clone(), stripe.clone());
-        Self { runner, store, stripe, queue, slice, shutdown: CancellationToken::new() }
+        Self { runner, piano: None, store, stripe, queue, slice, shutdown: CancellationToken::new() }
+    }
+
+    /// A worker over `state`'s store, Stripe and Piano clients and queues.
+    pub fn for_state(state: &crate::api::AppState, slice: Duration) -> Self {
+        Self::new(state.store.clone(), state.stripe.clone(), state.queue.clone(), slice)
+            .with_piano(state.piano.clone(), state.config.piano_api_base.clone())
+    }
+
+    /// Runs Piano history imports with `piano` (`base_override`: `CRM_PIANO_API_BASE`).
+    pub fn with_piano(mut self, piano: Arc<dyn crate::piano::client::PianoApi>, base_override: Option<String>) -> Self {
+        self.piano = Some(PianoRunner::new(self.store.clone(), piano, base_override));
+        self
     }
 
     /// Slices stop after their current page once `shutdown` is cancelled; the job is resumed by the
@@ -115,7 +134,10 @@ impl JobWorker {
         let message: JobMessage = serde_json::from_str(body).map_err(|e| JobError::BadMessage(e.to_string()))?;
         match &message {
             JobMessage::Backfill { publication, account } => {
-                Ok(self.backfill_slice(&message, publication, account, deadline).await?)
+                Ok(self.backfill_slice(&message, publication, Some(account), deadline).await?)
+            }
+            JobMessage::PianoBackfill { publication } => {
+                Ok(self.backfill_slice(&message, publication, None, deadline).await?)
             }
             JobMessage::CatchUp { publication, account, since } => {
                 let request = catch_up::Request {
@@ -133,18 +155,21 @@ impl JobWorker {
         }
     }
 
+    /// A slice of a Stripe account's backfill, or (no account) of the Piano history import.
     async fn backfill_slice(
         &self,
         message: &JobMessage,
         publication: &PublicationId,
-        account: &AccountKey,
+        account: Option<&AccountKey>,
         deadline: Instant,
     ) -> Result<(), BackfillError> {
-        let job = match self
-            .runner
-            .run(publication, account, &Stop::at(deadline).or_on(self.shutdown.clone()), &|_| {})
-            .await
-        {
+        let stop = Stop::at(deadline).or_on(self.shutdown.clone());
+        let ran = match (account, &self.piano) {
+            (Some(account), _) => self.runner.run(publication, account, &stop, &|_| {}).await,
+            (None, Some(piano)) => piano.run(publication, &stop, &|_| {}).await,
+            (None, None) => Err(BackfillError::NoPiano(format!("{publication} (this worker has no Piano client)"))),
+        };
+        let job = match ran {
             Ok(job) => job,
             // Someone else runs it: look again once their lease is out, in case they stopped.
             Err(BackfillError::Busy { until }) => {

@@ -1,6 +1,7 @@
 //! Lambda `backfill`: the jobs queue's consumer (batch size 1). A backfill message runs a slice of a
-//! Stripe account's backfill until a minute before the invocation's deadline, then queues the next
-//! slice; a catch-up message lists the events an account missed and queues them for webhook-worker.
+//! Stripe account's backfill (or of the Piano history import) until a minute before the invocation's
+//! deadline, then queues the next slice; a catch-up message lists the events an account missed and
+//! queues them for webhook-worker.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,8 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Backfill slices queue their next slice; catch-ups queue the missed events.
     let needs = shared::runtime::Needs { queues: &[shared::queue::JOBS, shared::queue::EVENTS], ..Default::default() };
     let state = shared::runtime::aws_state(needs).await?;
-    let worker =
-        Arc::new(JobWorker::new(state.store.clone(), state.stripe.clone(), state.queue.clone(), Duration::ZERO));
+    let worker = Arc::new(JobWorker::for_state(&state, Duration::ZERO));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
         let worker = worker.clone();
         // The deadline is wall-clock milliseconds; the runner counts on the monotonic clock.

@@ -2,11 +2,15 @@
 //! statuses), invoice, charge and refund, listed page by page and applied by the webhook path's own
 //! code (`sync::stripe::apply`, through a `backfilled` event per object), with a checkpoint per object
 //! type after every page, a request rate it keeps under, and a lease so one runner advances a job.
-//! `crm backfill`, the `backfill` Lambda (the jobs queue) and `crm serve` all run `Runner`.
+//! `crm backfill`, the `backfill` Lambda (the jobs queue) and `crm serve` all run `Runner`; the Piano
+//! history import (`PianoRunner`) shares its jobs, checkpoints and lease.
 
 pub mod objects;
+pub mod piano;
+pub mod piano_objects;
 pub mod run;
 
+pub use piano::PianoRunner;
 pub use run::{Runner, Stop};
 
 use crate::store::StoreError;
@@ -33,6 +37,12 @@ pub enum BackfillError {
     LeaseLost,
     #[error("the request rate must be 1 to 100 requests per second")]
     BadRate,
+    #[error("a {0} stage in a job of another provider")]
+    WrongKind(&'static str),
+    #[error("Piano API: {0}")]
+    Piano(#[from] crate::piano::client::PianoError),
+    #[error("publication {0} has no Piano application")]
+    NoPiano(String),
 }
 
 impl BackfillError {
@@ -42,6 +52,7 @@ impl BackfillError {
             BackfillError::Store(e) => e.is_transient(),
             BackfillError::Stripe(e) => e.is_transient(),
             BackfillError::Sync(e) => e.is_transient(),
+            BackfillError::Piano(e) => e.is_transient(),
             BackfillError::Queue(_) | BackfillError::Busy { .. } | BackfillError::LeaseLost => true,
             _ => false,
         }

@@ -8,9 +8,9 @@ use crate::store::repo::backfill::ObjectKind;
 use crate::stripe::client::Params;
 use crate::stripe::event::Event;
 
-/// The list endpoint of `kind`.
-pub fn path(kind: ObjectKind) -> &'static str {
-    match kind {
+/// The Stripe list endpoint of `kind` (`None` for Piano's kinds: `backfill::piano` lists those).
+pub fn path(kind: ObjectKind) -> Option<&'static str> {
+    Some(match kind {
         ObjectKind::Products => "/v1/products",
         ObjectKind::Prices => "/v1/prices",
         ObjectKind::Customers => "/v1/customers",
@@ -18,7 +18,8 @@ pub fn path(kind: ObjectKind) -> &'static str {
         ObjectKind::Invoices => "/v1/invoices",
         ObjectKind::Charges => "/v1/charges",
         ObjectKind::Refunds => "/v1/refunds",
-    }
+        ObjectKind::PianoUsers | ObjectKind::PianoSubscriptions | ObjectKind::PianoPayments => return None,
+    })
 }
 
 /// The list's filters: subscriptions default to the live ones, a backfill wants the ended ones too;
@@ -32,8 +33,8 @@ pub fn filters(kind: ObjectKind) -> Params {
 }
 
 /// The event type prefix whose handling applies the object (`{prefix}.backfilled`).
-fn event_prefix(kind: ObjectKind) -> &'static str {
-    match kind {
+fn event_prefix(kind: ObjectKind) -> Option<&'static str> {
+    Some(match kind {
         ObjectKind::Products => "product",
         ObjectKind::Prices => "price",
         ObjectKind::Customers => "customer",
@@ -41,7 +42,8 @@ fn event_prefix(kind: ObjectKind) -> &'static str {
         ObjectKind::Invoices => "invoice",
         ObjectKind::Charges => "charge",
         ObjectKind::Refunds => "refund",
-    }
+        ObjectKind::PianoUsers | ObjectKind::PianoSubscriptions | ObjectKind::PianoPayments => return None,
+    })
 }
 
 /// When what the object records happened: a subscription's start, an invoice's payment, otherwise its
@@ -83,7 +85,8 @@ pub fn event(kind: ObjectKind, job: &str, object: &Value, listed_at: i64) -> Res
         .and_then(|id| event_id(job, id))
         .ok_or_else(|| "not a Stripe id".to_owned())?;
     let created = happened_at(kind, object).unwrap_or(listed_at);
-    Event::backfilled(id, event_prefix(kind), object, created).map_err(|e| e.to_string())
+    let prefix = event_prefix(kind).ok_or_else(|| format!("{} is not a Stripe object type", kind.name()))?;
+    Event::backfilled(id, prefix, object, created).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

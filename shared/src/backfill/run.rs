@@ -61,12 +61,12 @@ impl Stop {
         Self { token, ..self }
     }
 
-    fn reached(&self) -> bool {
+    pub(super) fn reached(&self) -> bool {
         self.token.is_cancelled() || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Waits `wait` unless the stop comes first; answers whether it did.
-    async fn sleep(&self, wait: Duration) -> bool {
+    pub(super) async fn sleep(&self, wait: Duration) -> bool {
         if self.deadline.is_some_and(|d| Instant::now() + wait >= d) {
             return true;
         }
@@ -150,18 +150,10 @@ impl Runner {
         let found = jobs::get(self.store.as_ref(), publication, key)
             .await?
             .ok_or_else(|| BackfillError::NotStarted(key.to_string()))?;
-        let (mut job, mut version) = (found.value, found.version);
-        if job.state != JobState::Running {
-            return Ok(job);
+        if found.value.state != JobState::Running {
+            return Ok(found.value);
         }
-        let runner = ulid::Ulid::new().to_string();
-        let now = now_epoch();
-        if job.held_by_other(&runner, now) {
-            return Err(BackfillError::Busy { until: job.lease_until });
-        }
-        job.runner = Some(runner);
-        job.lease_until = now + LEASE_SECONDS;
-        version = jobs::save(self.store.as_ref(), publication, &job, Some(version)).await.map_err(lease_lost)?;
+        let (mut job, mut version) = claim(self.store.as_ref(), publication, found).await?;
         let rate = NonZeroU32::new(job.rate).ok_or(BackfillError::BadRate)?;
         let api = Paced::new(self.stripe.clone(), rate);
         let mut quiet = settings.clone();
@@ -178,46 +170,92 @@ impl Runner {
             stop,
             rate_limited: AtomicU64::new(0),
         };
-        let (requests, limited) = (job.requests, job.rate_limited);
         let result = session.advance(&mut job, &mut version, progress).await;
-        job.requests = requests + api.calls();
-        job.rate_limited = limited + session.rate_limited.load(Ordering::Relaxed);
-        job.updated_at = now_epoch();
-        job.lease_until = 0;
-        match result {
-            Ok(()) if job.stages.iter().all(|s| s.done) => {
-                job.state = JobState::Done;
-                job.finished_at = Some(job.updated_at);
-            }
-            Ok(()) => {}
-            Err(e) if e.is_transient() => {
-                // Released for the next run; a lost lease belongs to the runner that took it.
-                if !matches!(e, BackfillError::LeaseLost) {
-                    jobs::save(self.store.as_ref(), publication, &job, Some(version)).await.map_err(lease_lost)?;
-                }
-                return Err(e);
-            }
-            Err(e) => {
-                job.state = JobState::Failed;
-                job.error = Some(e.to_string());
-                job.finished_at = Some(job.updated_at);
-            }
-        }
-        jobs::save(self.store.as_ref(), publication, &job, Some(version)).await.map_err(lease_lost)?;
-        progress(&job);
-        Ok(job)
+        job.requests += api.calls();
+        job.rate_limited += session.rate_limited.load(Ordering::Relaxed);
+        conclude(self.store.as_ref(), publication, job, version, result, progress).await
     }
 }
 
+/// Takes a running job for this run, under a lease; `Busy` while another runner holds it.
+pub(super) async fn claim(
+    store: &dyn Store,
+    publication: &PublicationId,
+    found: crate::store::repo::Versioned<BackfillJob>,
+) -> Result<(BackfillJob, u64), BackfillError> {
+    let (mut job, version) = (found.value, found.version);
+    let runner = ulid::Ulid::new().to_string();
+    let now = now_epoch();
+    if job.held_by_other(&runner, now) {
+        return Err(BackfillError::Busy { until: job.lease_until });
+    }
+    job.runner = Some(runner);
+    job.lease_until = now + LEASE_SECONDS;
+    let version = jobs::save(store, publication, &job, Some(version)).await.map_err(lease_lost)?;
+    Ok((job, version))
+}
+
+/// Records how a run ended: done once every stage is, failed on an error that will not pass (the
+/// error kept), otherwise released for the next run (a transient error is answered too).
+pub(super) async fn conclude(
+    store: &dyn Store,
+    publication: &PublicationId,
+    mut job: BackfillJob,
+    version: u64,
+    result: Result<(), BackfillError>,
+    progress: &(dyn Fn(&BackfillJob) + Sync),
+) -> Result<BackfillJob, BackfillError> {
+    job.updated_at = now_epoch();
+    job.lease_until = 0;
+    match result {
+        Ok(()) if job.stages.iter().all(|s| s.done) => {
+            job.state = JobState::Done;
+            job.finished_at = Some(job.updated_at);
+        }
+        Ok(()) => {}
+        Err(e) if e.is_transient() => {
+            // Released for the next run; a lost lease belongs to the runner that took it.
+            if !matches!(e, BackfillError::LeaseLost) {
+                jobs::save(store, publication, &job, Some(version)).await.map_err(lease_lost)?;
+            }
+            return Err(e);
+        }
+        Err(e) => {
+            job.state = JobState::Failed;
+            job.error = Some(e.to_string());
+            job.finished_at = Some(job.updated_at);
+        }
+    }
+    jobs::save(store, publication, &job, Some(version)).await.map_err(lease_lost)?;
+    progress(&job);
+    Ok(job)
+}
+
+/// Saves a page's checkpoint under the job's version, renewing the lease, and reports progress.
+pub(super) async fn save_checkpoint(
+    store: &dyn Store,
+    publication: &PublicationId,
+    job: &mut BackfillJob,
+    version: &mut u64,
+    progress: &(dyn Fn(&BackfillJob) + Sync),
+) -> Result<(), BackfillError> {
+    let now = now_epoch();
+    job.updated_at = now;
+    job.lease_until = now + LEASE_SECONDS;
+    *version = jobs::save(store, publication, job, Some(*version)).await.map_err(lease_lost)?;
+    progress(job);
+    Ok(())
+}
+
 /// A checkpoint that fails its version condition: another runner has the job.
-fn lease_lost(e: StoreError) -> BackfillError {
+pub(super) fn lease_lost(e: StoreError) -> BackfillError {
     match e {
         StoreError::ConditionFailed { .. } => BackfillError::LeaseLost,
         other => other.into(),
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     (Duration::from_secs(1) * 2u32.saturating_pow(attempt.min(6))).min(MAX_WAIT)
 }
 
@@ -304,12 +342,7 @@ impl Session<'_> {
         stage.done = !listed.page.has_more;
         let room = SKIPPED_KEPT.saturating_sub(job.skipped_ids.len());
         job.skipped_ids.extend(applied.skipped.into_iter().take(room));
-        let now = now_epoch();
-        job.updated_at = now;
-        job.lease_until = now + LEASE_SECONDS;
-        *version = jobs::save(self.store, self.publication, job, Some(*version)).await.map_err(lease_lost)?;
-        progress(job);
-        Ok(())
+        save_checkpoint(self.store, self.publication, job, version, progress).await
     }
 
     /// When the account was created (`GET /v1/account`), for estimating how far stages have to go;
@@ -326,12 +359,11 @@ impl Session<'_> {
 
     /// A page, retrying what Stripe may answer later (429 among them) until the stop; `None` if it came first.
     async fn fetch(&self, kind: ObjectKind, cursor: Option<String>) -> Result<Option<Listed>, BackfillError> {
+        let path = objects::path(kind).ok_or(BackfillError::WrongKind(kind.name()))?;
         let mut attempt = 0;
         loop {
             let listed_at = now_epoch();
-            match list::page(self.api, &self.auth, objects::path(kind), &objects::filters(kind), cursor.as_deref())
-                .await
-            {
+            match list::page(self.api, &self.auth, path, &objects::filters(kind), cursor.as_deref()).await {
                 Ok(page) => return Ok(Some(Listed { page, listed_at })),
                 Err(e) if e.is_transient() => {
                     if e.status() == Some(429) {

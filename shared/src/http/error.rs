@@ -133,7 +133,10 @@ impl From<crate::backfill::BackfillError> for ApiError {
             B::BadRate => ApiError::BadRequest(e.to_string()),
             B::Busy { .. } | B::LeaseLost => ApiError::Conflict(e.to_string()),
             B::Queue(_) => ApiError::Unavailable(e.to_string()),
-            B::Sync(_) => ApiError::Internal(e.to_string()),
+            B::Sync(_) | B::WrongKind(_) => ApiError::Internal(e.to_string()),
+            B::Piano(ref p) if p.is_transient() => ApiError::Unavailable(e.to_string()),
+            B::Piano(_) => ApiError::Upstream(e.to_string()),
+            B::NoPiano(_) => ApiError::BadRequest(format!("{e}: set piano in the settings first")),
         }
     }
 }

@@ -28,6 +28,14 @@ pub const USER_GET_PATH: &str = "/api/v3/publisher/user/get";
 /// The application's webhook settings: read (GET with query) and update (form POST).
 pub const WEBHOOK_SETTINGS_PATH: &str = "/api/v3/publisher/webhook/settings";
 pub const WEBHOOK_SETTINGS_UPDATE_PATH: &str = "/api/v3/publisher/webhook/settings/update";
+/// The application's users (form: `aid`, `api_token`, `offset`, `limit`).
+pub const USER_LIST_PATH: &str = "/api/v3/publisher/user/list";
+/// One user's access list (query: `aid`, `api_token`, `uid`, `offset`, `limit`).
+pub const ACCESS_LIST_PATH: &str = "/api/v3/publisher/user/access/list";
+/// The application's subscriptions, every status (query: `aid`, `api_token`, `offset`, `limit`).
+pub const SUBSCRIPTION_LIST_PATH: &str = "/api/v3/publisher/subscription/list";
+/// The application's conversions, payments among them (query: `aid`, `api_token`, `offset`, `limit`).
+pub const CONVERSION_LIST_PATH: &str = "/api/v3/publisher/conversion/list";
 /// Retries after the first attempt, at most.
 pub const MAX_RETRIES: u32 = 2;
 /// First backoff step; doubles with every retry up to `MAX_BACKOFF`, with full jitter.
@@ -109,6 +117,37 @@ pub struct VerifiedToken {
     pub email_confirmed: bool,
 }
 
+/// One of the application's lists the history import reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PianoList<'a> {
+    Users,
+    /// One user's access list.
+    Accesses {
+        uid: &'a str,
+    },
+    Subscriptions,
+    Conversions,
+}
+
+impl PianoList<'_> {
+    /// The path, whether it is a form POST (else a GET with a query), and the answer's array field.
+    fn call(&self) -> (&'static str, bool, &'static str) {
+        match self {
+            PianoList::Users => (USER_LIST_PATH, true, "users"),
+            PianoList::Accesses { .. } => (ACCESS_LIST_PATH, false, "accesses"),
+            PianoList::Subscriptions => (SUBSCRIPTION_LIST_PATH, false, "subscriptions"),
+            PianoList::Conversions => (CONVERSION_LIST_PATH, false, "conversions"),
+        }
+    }
+}
+
+/// A page of a list: its items, and how many the whole list holds when Piano says (`total`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PianoPage {
+    pub items: Vec<Value>,
+    pub total: Option<u64>,
+}
+
 /// An application's webhook settings as Piano reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookSettings {
@@ -138,6 +177,17 @@ pub trait PianoApi: Send + Sync + 'static {
 
     /// The application's webhook settings as Piano holds them now.
     async fn webhook_settings(&self, base: &str, aid: &str, api_token: &Secret) -> Result<WebhookSettings, PianoError>;
+
+    /// Up to `limit` items of `list` from `offset` on (the history import).
+    async fn list(
+        &self,
+        base: &str,
+        aid: &str,
+        api_token: &Secret,
+        list: PianoList<'_>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<PianoPage, PianoError>;
 }
 
 /// `PianoApi` over HTTPS with reqwest (rustls on ring).
@@ -290,9 +340,52 @@ impl PianoApi for HttpPiano {
             enabled: settings.get("enabled").and_then(|v| v.as_bool().or_else(|| v.as_str().map(|s| s == "true"))),
         })
     }
+
+    async fn list(
+        &self,
+        base: &str,
+        aid: &str,
+        api_token: &Secret,
+        list: PianoList<'_>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<PianoPage, PianoError> {
+        self.list_page(base, aid, api_token, list, offset, limit).await
+    }
 }
 
 impl HttpPiano {
+    async fn list_page(
+        &self,
+        base: &str,
+        aid: &str,
+        api_token: &Secret,
+        list: PianoList<'_>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<PianoPage, PianoError> {
+        let (path, post, field) = list.call();
+        let (offset, limit) = (offset.to_string(), limit.to_string());
+        let mut params = vec![("aid", aid), ("api_token", api_token.expose()), ("offset", &offset), ("limit", &limit)];
+        if let PianoList::Accesses { uid } = list {
+            params.push(("uid", uid));
+        }
+        let mut url = endpoint(base, path)?;
+        let body = if post {
+            self.v3(Call::Post(url, Some(&params)), api_token).await?
+        } else {
+            url.query_pairs_mut().extend_pairs(&params);
+            self.v3(Call::Get(url), api_token).await?
+        };
+        let items = match body.get(field) {
+            Some(Value::Array(items)) => items.clone(),
+            // Piano leaves an empty list out.
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err(missing(field)),
+        };
+        Ok(PianoPage { items, total: body.get("total").and_then(Value::as_u64) })
+    }
+
     /// A call of Piano's v3 API: it answers 200 with `{"code": 0, ...}` on success and a non-zero `code`
     /// with a `message` when it refuses.
     async fn v3(&self, call: Call<'_>, api_token: &Secret) -> Result<Value, PianoError> {

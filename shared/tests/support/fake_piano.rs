@@ -10,6 +10,10 @@
 //!   `POST /api/v3/publisher/webhook/settings/update` (form `aid`, `api_token`, `url`, `enabled`),
 //!   `GET /api/v3/publisher/webhook/settings?aid=..&api_token=..`: Piano's v3 envelope, `{"code": 0, ...}`
 //!   on success, a non-zero `code` and `message` (HTTP 200) for a wrong API token or an unknown user.
+//! - The lists the history import reads, paged by `offset` and `limit` with Piano's `total`:
+//!   `POST /api/v3/publisher/user/list` (`users`), `GET /api/v3/publisher/user/access/list?uid=..`
+//!   (`accesses`), `GET /api/v3/publisher/subscription/list` (`subscriptions`) and
+//!   `GET /api/v3/publisher/conversion/list` (`conversions`), in the order they were added.
 //!
 //! Other paths answer 404.
 
@@ -23,7 +27,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shared::piano::client::{
-    HttpPiano, TOKEN_VERIFY_PATH, USER_GET_PATH, WEBHOOK_SETTINGS_PATH, WEBHOOK_SETTINGS_UPDATE_PATH,
+    ACCESS_LIST_PATH, CONVERSION_LIST_PATH, HttpPiano, SUBSCRIPTION_LIST_PATH, TOKEN_VERIFY_PATH, USER_GET_PATH,
+    USER_LIST_PATH, WEBHOOK_SETTINGS_PATH, WEBHOOK_SETTINGS_UPDATE_PATH,
 };
 
 /// One request as the server received it.
@@ -70,6 +75,13 @@ struct State {
     apps: HashMap<String, String>,
     /// (aid, uid) → Piano's `user` object.
     users: HashMap<(String, String), Value>,
+    /// aid → uids in the order added (`user/list`).
+    user_order: HashMap<String, Vec<String>>,
+    /// (aid, uid) → the user's accesses.
+    accesses: HashMap<(String, String), Vec<Value>>,
+    /// aid → subscriptions, conversions.
+    subscriptions: HashMap<String, Vec<Value>>,
+    conversions: HashMap<String, Vec<Value>>,
     /// aid → webhook settings object.
     webhooks: HashMap<String, Value>,
     /// Updates of the webhook settings answer success but change nothing (a stale or misbehaving API).
@@ -141,7 +153,30 @@ impl FakePiano {
             "uid": uid, "email": email, "first_name": first_name, "last_name": last_name,
             "personal_name": format!("{first_name} {last_name}"), "create_date": 1_700_000_000,
         });
-        lock(&self.state).users.insert((aid.to_owned(), uid.to_owned()), user);
+        let mut state = lock(&self.state);
+        if state.users.insert((aid.to_owned(), uid.to_owned()), user).is_none() {
+            state.user_order.entry(aid.to_owned()).or_default().push(uid.to_owned());
+        }
+    }
+
+    /// An access of user `uid`, as `user/access/list` shows it.
+    pub fn add_access(&self, aid: &str, uid: &str, access: Value) {
+        lock(&self.state).accesses.entry((aid.to_owned(), uid.to_owned())).or_default().push(access);
+    }
+
+    /// A subscription, as `subscription/list` shows it.
+    pub fn add_subscription(&self, aid: &str, subscription: Value) {
+        lock(&self.state).subscriptions.entry(aid.to_owned()).or_default().push(subscription);
+    }
+
+    /// A conversion, as `conversion/list` shows it.
+    pub fn add_conversion(&self, aid: &str, conversion: Value) {
+        lock(&self.state).conversions.entry(aid.to_owned()).or_default().push(conversion);
+    }
+
+    /// How many requests went to `path`.
+    pub fn calls_to(&self, path: &str) -> usize {
+        lock(&self.state).requests.iter().filter(|r| r.path == path).count()
     }
 
     /// The webhook settings Piano holds for `aid`.
@@ -200,11 +235,22 @@ async fn handle(AxumState(shared): AxumState<Shared>, method: Method, uri: Uri, 
     }
     match recorded.path.as_str() {
         TOKEN_VERIFY_PATH if method == Method::POST => verify(&state, &recorded),
-        USER_GET_PATH | WEBHOOK_SETTINGS_UPDATE_PATH if method == Method::POST => v3(&mut state, &recorded),
-        WEBHOOK_SETTINGS_PATH if method == Method::GET => v3(&mut state, &recorded),
-        TOKEN_VERIFY_PATH | USER_GET_PATH | WEBHOOK_SETTINGS_UPDATE_PATH | WEBHOOK_SETTINGS_PATH => {
-            respond(405, json!({"error_code_list": [{"message": "Method not allowed"}]}))
+        USER_GET_PATH | WEBHOOK_SETTINGS_UPDATE_PATH | USER_LIST_PATH if method == Method::POST => {
+            v3(&mut state, &recorded)
         }
+        WEBHOOK_SETTINGS_PATH | ACCESS_LIST_PATH | SUBSCRIPTION_LIST_PATH | CONVERSION_LIST_PATH
+            if method == Method::GET =>
+        {
+            v3(&mut state, &recorded)
+        }
+        TOKEN_VERIFY_PATH
+        | USER_GET_PATH
+        | WEBHOOK_SETTINGS_UPDATE_PATH
+        | WEBHOOK_SETTINGS_PATH
+        | USER_LIST_PATH
+        | ACCESS_LIST_PATH
+        | SUBSCRIPTION_LIST_PATH
+        | CONVERSION_LIST_PATH => respond(405, json!({"error_code_list": [{"message": "Method not allowed"}]})),
         _ => respond(404, json!({"error_code_list": [{"message": "Not found"}]})),
     }
 }
@@ -237,7 +283,26 @@ fn v3(state: &mut State, recorded: &RecordedRequest) -> Response {
     if state.apps.get(&aid).is_none_or(|token| *token != get("api_token")) {
         return respond(200, json!({"code": 401, "ts": 1_700_000_000, "message": "Access denied"}));
     }
+    let page = |all: Vec<Value>, field: &str| {
+        let offset = get("offset").parse::<usize>().unwrap_or(0);
+        let limit = get("limit").parse::<usize>().unwrap_or(100).min(1000);
+        let items: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
+        let mut body = json!({"code": 0, "ts": 1_700_000_000, "offset": offset, "limit": limit,
+                              "count": items.len(), "total": all.len()});
+        body[field] = Value::Array(items);
+        respond(200, body)
+    };
     match recorded.path.as_str() {
+        USER_LIST_PATH => {
+            let uids = state.user_order.get(&aid).cloned().unwrap_or_default();
+            let users = uids.iter().filter_map(|uid| state.users.get(&(aid.clone(), uid.clone())).cloned()).collect();
+            page(users, "users")
+        }
+        ACCESS_LIST_PATH => {
+            page(state.accesses.get(&(aid.clone(), get("uid"))).cloned().unwrap_or_default(), "accesses")
+        }
+        SUBSCRIPTION_LIST_PATH => page(state.subscriptions.get(&aid).cloned().unwrap_or_default(), "subscriptions"),
+        CONVERSION_LIST_PATH => page(state.conversions.get(&aid).cloned().unwrap_or_default(), "conversions"),
         USER_GET_PATH => match state.users.get(&(aid, get("uid"))) {
             Some(user) => respond(200, json!({"code": 0, "ts": 1_700_000_000, "user": user})),
             None => respond(200, json!({"code": 2, "ts": 1_700_000_000, "message": "User not found"})),

@@ -1,6 +1,7 @@
-//! Backfill jobs: one item per (publication, Stripe account) with the job's stages, each with its
-//! checkpoint (the cursor after the last page applied), written after every page under the version it
-//! was read at, so two runners can never both advance one job.
+//! Backfill jobs: one item per (publication, Stripe account), and one for the publication's Piano
+//! application, with the job's stages, each with its checkpoint (the cursor or offset after the last
+//! page applied), written after every page under the version it was read at, so two runners can never
+//! both advance one job.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +21,19 @@ pub enum ObjectKind {
     Invoices,
     Charges,
     Refunds,
+    /// Piano's users, each with its access list.
+    PianoUsers,
+    PianoSubscriptions,
+    /// Piano's conversions that carry a payment.
+    PianoPayments,
 }
 
 impl ObjectKind {
+    /// What a Piano history import lists, in order: users (so later objects find their record), then
+    /// subscriptions, then payments.
+    pub const PIANO: [ObjectKind; 3] =
+        [ObjectKind::PianoUsers, ObjectKind::PianoSubscriptions, ObjectKind::PianoPayments];
+
     pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Products,
         ObjectKind::Prices,
@@ -42,6 +53,9 @@ impl ObjectKind {
             ObjectKind::Invoices => "invoices",
             ObjectKind::Charges => "charges",
             ObjectKind::Refunds => "refunds",
+            ObjectKind::PianoUsers => "users",
+            ObjectKind::PianoSubscriptions => "subscriptions",
+            ObjectKind::PianoPayments => "payments",
         }
     }
 }
@@ -71,13 +85,31 @@ pub struct Stage {
     /// back into the account's history the stage has come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reached: Option<i64>,
+    /// How many objects the provider said the list holds (Piano's `total`), for progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// Whose history a job imports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobProvider {
+    /// One Stripe account (`BackfillJob::account`).
+    #[default]
+    Stripe,
+    /// The publication's Piano application.
+    Piano,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackfillJob {
     pub id: String,
-    pub account: AccountKey,
+    #[serde(default)]
+    pub provider: JobProvider,
+    /// The Stripe account; `None` for Piano.
+    #[serde(default)]
+    pub account: Option<AccountKey>,
     pub state: JobState,
     /// Requests per second the job keeps under.
     pub rate: u32,
@@ -108,9 +140,20 @@ pub struct BackfillJob {
 pub const SKIPPED_KEPT: usize = 100;
 
 impl BackfillJob {
+    /// A Stripe account's job.
     pub fn new(account: AccountKey, rate: u32, now: i64) -> Self {
+        Self::of(JobProvider::Stripe, Some(account), &ObjectKind::ALL, rate, now)
+    }
+
+    /// The Piano application's job.
+    pub fn piano(rate: u32, now: i64) -> Self {
+        Self::of(JobProvider::Piano, None, &ObjectKind::PIANO, rate, now)
+    }
+
+    fn of(provider: JobProvider, account: Option<AccountKey>, kinds: &[ObjectKind], rate: u32, now: i64) -> Self {
         Self {
             id: ulid::Ulid::new().to_string().to_lowercase(),
+            provider,
             account,
             state: JobState::Running,
             rate,
@@ -120,9 +163,17 @@ impl BackfillJob {
             requests: 0,
             rate_limited: 0,
             history_from: None,
-            stages: ObjectKind::ALL
+            stages: kinds
                 .iter()
-                .map(|&kind| Stage { kind, cursor: None, done: false, objects: 0, skipped: 0, reached: None })
+                .map(|&kind| Stage {
+                    kind,
+                    cursor: None,
+                    done: false,
+                    objects: 0,
+                    skipped: 0,
+                    reached: None,
+                    total: None,
+                })
                 .collect(),
             skipped_ids: Vec::new(),
             error: None,
@@ -149,7 +200,15 @@ pub async fn get(
     store.get(&keys_of::backfill(publication, account)).await?.map(from_item).transpose()
 }
 
-/// Every account's latest job.
+/// The Piano application's job.
+pub async fn get_piano(
+    store: &dyn Store,
+    publication: &PublicationId,
+) -> Result<Option<Versioned<BackfillJob>>, StoreError> {
+    store.get(&keys_of::piano_backfill(publication)).await?.map(from_item).transpose()
+}
+
+/// Every account's latest job, and the Piano application's.
 pub async fn list(store: &dyn Store, publication: &PublicationId) -> Result<Vec<BackfillJob>, StoreError> {
     values_all(store, Query::new(crate::store::Index::Primary, keys_of::backfill_partition(publication))).await
 }
@@ -163,7 +222,11 @@ pub async fn save(
     version: Option<u64>,
 ) -> Result<u64, StoreError> {
     let next = version.map_or(1, |v| v + 1);
-    let item = Item::new(keys_of::backfill(publication, &job.account), to_doc(job)?).with_version(next);
+    let key = match &job.account {
+        Some(account) => keys_of::backfill(publication, account),
+        None => keys_of::piano_backfill(publication),
+    };
+    let item = Item::new(key, to_doc(job)?).with_version(next);
     let cond = version.map_or(Cond::NotExists, Cond::Version);
     store.write(vec![WriteOp::put(item, cond)]).await?;
     Ok(next)

@@ -221,6 +221,11 @@ pub mod keys_of {
         Key::new(backfill_partition(publication), account.to_string())
     }
 
+    /// The Piano application's history import (uppercase: never an account key).
+    pub fn piano_backfill(publication: &PublicationId) -> Key {
+        Key::new(backfill_partition(publication), "PIANO")
+    }
+
     pub fn backfill_partition(publication: &PublicationId) -> String {
         format!("PUB#{publication}#BACKFILL")
     }
