@@ -164,7 +164,8 @@ async fn a_publication_without_piano_cannot_import(store: Arc<dyn Store>) {
     let runner = PianoRunner::new(store.clone(), Arc::new(piano.client()), Some(piano.base_url().to_owned()));
     let refused = runner.start(&publication(), None).await.unwrap_err();
     assert!(refused.to_string().contains("has no Piano application"), "{refused}");
-    assert!(matches!(runner.start(&publication(), Some(0)).await, Err(_)));
+    let zero = runner.start(&publication(), Some(0)).await.unwrap_err();
+    assert!(zero.to_string().contains("1 to 100"), "{zero}");
     assert!(jobs::get_piano(store.as_ref(), &publication()).await.unwrap().is_none());
 }
 

@@ -14,7 +14,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
 use super::piano_objects as objects;
-use super::run::{backoff, claim, conclude, lease_lost, save_checkpoint};
+use super::run::{backoff, claim, conclude, open, save_checkpoint};
 use super::{BackfillError, Stop};
 use crate::domain::ids::PublicationId;
 use crate::domain::settings::{PianoSettings, PublicationSettings};
@@ -67,17 +67,9 @@ impl PianoRunner {
         rate: Option<u32>,
     ) -> Result<(BackfillJob, bool), BackfillError> {
         piano_settings(self.store.as_ref(), publication).await?;
-        let rate = rate.unwrap_or(DEFAULT_RATE);
-        if !(1..=100).contains(&rate) {
-            return Err(BackfillError::BadRate);
-        }
         let existing = jobs::get_piano(self.store.as_ref(), publication).await?;
-        if let Some(found) = existing.as_ref().filter(|j| j.value.state == JobState::Running) {
-            return Ok((found.value.clone(), false));
-        }
-        let job = BackfillJob::piano(rate, now_epoch());
-        jobs::save(self.store.as_ref(), publication, &job, existing.map(|j| j.version)).await.map_err(lease_lost)?;
-        Ok((job, true))
+        let fresh = |rate| BackfillJob::piano(rate, now_epoch());
+        open(self.store.as_ref(), publication, existing, rate.unwrap_or(DEFAULT_RATE), fresh).await
     }
 
     /// Advances the running import until it is done or `stop` comes (see `Runner::run`).

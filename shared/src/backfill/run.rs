@@ -125,16 +125,9 @@ impl Runner {
     ) -> Result<(BackfillJob, bool), BackfillError> {
         let (_, account) = publications::stripe_account(self.store.as_ref(), publication, key).await?;
         let rate = rate.unwrap_or_else(|| list::default_rate(&account.secret_key));
-        if !(1..=100).contains(&rate) {
-            return Err(BackfillError::BadRate);
-        }
         let existing = jobs::get(self.store.as_ref(), publication, key).await?;
-        if let Some(found) = existing.as_ref().filter(|j| j.value.state == JobState::Running) {
-            return Ok((found.value.clone(), false));
-        }
-        let job = BackfillJob::new(key.clone(), rate, now_epoch());
-        jobs::save(self.store.as_ref(), publication, &job, existing.map(|j| j.version)).await.map_err(lease_lost)?;
-        Ok((job, true))
+        open(self.store.as_ref(), publication, existing, rate, |rate| BackfillJob::new(key.clone(), rate, now_epoch()))
+            .await
     }
 
     /// Advances the account's running job until it is done or `stop` comes, calling `progress` after
@@ -175,6 +168,26 @@ impl Runner {
         job.rate_limited += session.rate_limited.load(Ordering::Relaxed);
         conclude(self.store.as_ref(), publication, job, version, result, progress).await
     }
+}
+
+/// The running job `existing` as it is, else a new one (`fresh` at `rate`, 1 to 100 requests per
+/// second) in its place. Answers whether it created one.
+pub(super) async fn open(
+    store: &dyn Store,
+    publication: &PublicationId,
+    existing: Option<crate::store::repo::Versioned<BackfillJob>>,
+    rate: u32,
+    fresh: impl FnOnce(u32) -> BackfillJob,
+) -> Result<(BackfillJob, bool), BackfillError> {
+    if !(1..=100).contains(&rate) {
+        return Err(BackfillError::BadRate);
+    }
+    if let Some(found) = existing.as_ref().filter(|j| j.value.state == JobState::Running) {
+        return Ok((found.value.clone(), false));
+    }
+    let job = fresh(rate);
+    jobs::save(store, publication, &job, existing.map(|j| j.version)).await.map_err(lease_lost)?;
+    Ok((job, true))
 }
 
 /// Takes a running job for this run, under a lease; `Busy` while another runner holds it.

@@ -350,20 +350,6 @@ impl PianoApi for HttpPiano {
         offset: u64,
         limit: u32,
     ) -> Result<PianoPage, PianoError> {
-        self.list_page(base, aid, api_token, list, offset, limit).await
-    }
-}
-
-impl HttpPiano {
-    async fn list_page(
-        &self,
-        base: &str,
-        aid: &str,
-        api_token: &Secret,
-        list: PianoList<'_>,
-        offset: u64,
-        limit: u32,
-    ) -> Result<PianoPage, PianoError> {
         let (path, post, field) = list.call();
         let (offset, limit) = (offset.to_string(), limit.to_string());
         let mut params = vec![("aid", aid), ("api_token", api_token.expose()), ("offset", &offset), ("limit", &limit)];
@@ -385,7 +371,9 @@ impl HttpPiano {
         };
         Ok(PianoPage { items, total: body.get("total").and_then(Value::as_u64) })
     }
+}
 
+impl HttpPiano {
     /// A call of Piano's v3 API: it answers 200 with `{"code": 0, ...}` on success and a non-zero `code`
     /// with a `message` when it refuses.
     async fn v3(&self, call: Call<'_>, api_token: &Secret) -> Result<Value, PianoError> {

@@ -150,10 +150,7 @@ async fn first_visit(
         // Verified locally: the secret says nothing of the email; Piano does.
         None => state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?,
     };
-    if verdict.uid != uid {
-        tracing::info!("Piano token refused: its sub is not the user Piano verified");
-        return Err(errors::invalid_token());
-    }
+    the_reader_piano_verified(Some(uid), &verdict)?;
     if !verdict.email_confirmed {
         tracing::info!("first visit: the reader's email is not confirmed at Piano; nothing linked");
         return Ok(None);
@@ -184,6 +181,15 @@ async fn first_visit(
             Ok(None)
         }
     }
+}
+
+/// Piano names the reader; a token whose `sub` claims someone else is not theirs to use.
+fn the_reader_piano_verified(sub: Option<&str>, verdict: &VerifiedToken) -> Result<(), ApiError> {
+    if sub == Some(verdict.uid.as_str()) {
+        return Ok(());
+    }
+    tracing::info!("Piano token refused: its sub is not the user Piano verified");
+    Err(errors::invalid_token())
 }
 
 fn refused(reason: token::TokenError) -> ApiError {
@@ -220,11 +226,7 @@ async fn verify_with_piano(
             (verdict, Verified::ByPiano)
         }
     };
-    // Piano names the reader; a token claiming someone else is not theirs to use.
-    if claims.sub.as_deref() != Some(verdict.uid.as_str()) {
-        tracing::info!("Piano token refused: its sub is not the user Piano verified");
-        return Err(errors::invalid_token());
-    }
+    the_reader_piano_verified(claims.sub.as_deref(), &verdict)?;
     if verified == Verified::ByPiano
         && let Some(exp) = claims.exp
     {
