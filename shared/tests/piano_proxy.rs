@@ -177,10 +177,11 @@ async fn private_targets_are_refused_unless_allowed() {
     assert!(seen.lock().unwrap().is_empty());
 }
 
-/// The CRM's copy of each Piano event: a Piano user is linked to the customer Stripe already made for
-/// the same email (one person, one record), and a redelivery of the same `data` is a duplicate.
+/// The CRM's copy of each Piano event: a Piano user whose email a Stripe-made record holds gets a
+/// record of its own (an event is no evidence it owns the address; `sync::link` joins them on
+/// evidence), and a redelivery of the same `data` is a duplicate.
 #[tokio::test]
-async fn piano_users_join_the_customer_of_their_email() {
+async fn piano_users_with_a_known_email_get_their_own_record_until_evidence() {
     use shared::domain::customer::{Customer, Identity};
     use shared::domain::ids::Email;
     use shared::store::repo::customers;
@@ -218,14 +219,15 @@ async fn piano_users_join_the_customer_of_their_email() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(linked.value.id, from_stripe.id, "the Stripe-made record, not a second one");
+    assert_ne!(linked.value.id, from_stripe.id, "an email alone links nothing");
+    assert_eq!(linked.value.email, None, "the address stays with the record holding it");
     let created = customers::find(store.store.as_ref(), &publication, &Identity::Piano("PNInew00002".into()))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(created.value.email.unwrap().as_str(), "new@example.com");
     let (all, _) = customers::list(store.store.as_ref(), &publication, 10, None).await.unwrap();
-    assert_eq!(all.len(), 2);
+    assert_eq!(all.len(), 3);
 }
 
 /// Access events set the reader's entitlements (with a timeline entry each), shown on the record.
