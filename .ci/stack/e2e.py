@@ -234,12 +234,14 @@ def step_stripe(run):
     event = json.loads((ROOT / "events/stripe-webhook/story/03-customer-created.json").read_text())
     event = json.loads(event["body"]) if "body" in event else event
     stamp = int(time.time())
-    # The Piano sample's reader: the Piano event below joins this record (step_public lists it).
+    # The Piano sample's reader. The publication's checkout named their Piano uid in the customer's
+    # metadata: the evidence that joins the Piano event below to this record (step_public lists it).
     email = PIANO_EMAIL
     event["id"] = f"evt_e2e_{stamp}"
     event["created"] = stamp - 2 * 86400  # not live: applying it queues no automatic catch-up
     event["data"]["object"]["id"] = run.stripe_customer = f"cus_e2e{stamp}"
     event["data"]["object"]["email"] = email
+    event["data"]["object"]["metadata"] = {"piano_uid": PIANO_UID}
     body = json.dumps(event, separators=(",", ":"))
     secret = run.settings["stripeAccounts"][0]["webhookSecrets"][0]
     key = run.settings["stripeAccounts"][0]["key"]
@@ -295,9 +297,10 @@ def step_public(run):
     run.checks.check(any(a["path"] == "/v1/subscriptions" and a["query"].get("customer") == [run.stripe_customer]
                          and a["authorization"] == f"Bearer {secret_key}" for a in asked),
                      "Stripe was asked for that customer's subscriptions with the account's secret key")
+    # A reader unknown here is asked of Piano (their first visit); Piano is a closed port in this run.
     status, body = subscriptions("PNIunknown0001")
-    run.checks.check(status == 400 and body == {"error": "Piano user not found."},
-                     f"a reader Piano never told us of: {status} {body}")
+    run.checks.check(status == 503 and body == {"error": "service temporarily unavailable, retry"},
+                     f"a reader unknown here, Piano unreachable: {status} {body}")
     token = hs256({"aud": run.settings["piano"]["aid"], "sub": uid, "exp": int(time.time()) + 600}, "another-secret")
     status, body = request(run.base, "GET", f"/api/subscriptions?token={token}", headers={"origin": origin})
     run.checks.check(status == 401, f"a token signed with another secret refused: {status} {body}")
