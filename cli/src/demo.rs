@@ -61,7 +61,7 @@ pub async fn ensure(state: &AppState, data_dir: &Path) -> anyhow::Result<Demo> {
     let publication_key = match std::fs::read_to_string(&key_path) {
         Ok(key) if keys::get(store, &keys::hash_hex(key.trim())).await?.is_some() => key.trim().to_owned(),
         _ => {
-            let (key, _) = shared::http::auth::issue_publication_key(store, &id).await?;
+            let (key, _) = shared::http::auth::issue_publication_key(store, &id, None).await?;
             // A key file left from an older data directory would fail to be replaced by create_new.
             let _ = std::fs::remove_file(&key_path);
             crate::serve::write_private(&key_path, &key).with_context(|| format!("writing {}", key_path.display()))?;

@@ -82,7 +82,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     let stripe = Arc::new(HttpStripe::from_env()?);
     let piano = Arc::new(HttpPiano::new());
-    let state = AppState::new(store, queue, AdminAuth::new(&token), stripe, piano).with_config(ApiConfig::from_env()?);
+    let previous = shared::config::optional(shared::config::ADMIN_TOKEN_PREVIOUS)?
+        .map(|raw| shared::config::checked_admin_token(shared::config::ADMIN_TOKEN_PREVIOUS, &raw))
+        .transpose()?;
+    let admin = AdminAuth::new(&token).with_previous(previous.as_deref());
+    let state = AppState::new(store, queue, admin, stripe, piano).with_config(ApiConfig::from_env()?);
     let app = api::all_routes(state.clone());
     let workers = Workers::start(&state, args.event_workers, args.apply_threads)?;
 

@@ -31,6 +31,8 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 24;
 
 /// The operator key itself.
 pub const ADMIN_TOKEN: &str = "CRM_ADMIN_TOKEN";
+/// During a rotation, the operator key being replaced: accepted beside `CRM_ADMIN_TOKEN`.
+pub const ADMIN_TOKEN_PREVIOUS: &str = "CRM_ADMIN_TOKEN_PREVIOUS";
 /// The ARN of a Secrets Manager secret holding the operator key (the deployed stack's way); wins over
 /// `CRM_ADMIN_TOKEN`. Read once at init (`runtime::admin_token_from`).
 pub const ADMIN_TOKEN_SECRET_ARN: &str = "CRM_ADMIN_TOKEN_SECRET_ARN";

@@ -127,7 +127,7 @@ impl Cell {
 
     fn csv(&self) -> String {
         match self {
-            Cell::Text(t) => t.clone(),
+            Cell::Text(t) => neutralised(t),
             Cell::Number(n) => n.to_string(),
             Cell::Flag(b) => b.to_string(),
             Cell::Empty => String::new(),
@@ -142,6 +142,13 @@ impl Cell {
             Cell::Empty => Value::Null,
         }
     }
+}
+
+/// Text as a spreadsheet must not run it: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return (what spreadsheets read as a formula) gets a leading `'`, as OWASP's CSV injection guidance
+/// says. Names and emails come from readers; numbers are the export's own and stay as they are.
+fn neutralised(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() }
 }
 
 /// The rows of one customer for `kind`.
@@ -326,5 +333,21 @@ impl Export {
         self.done = next.is_none();
         self.after = next;
         encode(self.kind, self.format, &rows, header).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_neutralised() {
+        for trigger in ["=", "+", "-", "@", "\t", "\r"] {
+            let text = format!("{trigger}HYPERLINK(\"http://evil.example\")");
+            assert_eq!(Cell::Text(text.clone()).csv(), format!("'{text}"), "{trigger:?}");
+            assert_eq!(Cell::Text(text.clone()).json(), Value::String(text), "JSON Lines unchanged");
+        }
+        assert_eq!(Cell::Text("Jane =Doe".into()).csv(), "Jane =Doe", "only a leading trigger");
+        assert_eq!(Cell::Number(-500).csv(), "-500", "the export's own numbers stay");
     }
 }

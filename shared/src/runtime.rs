@@ -46,6 +46,7 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let table = config::table_name()?;
     let secret_arn = config::optional(config::ADMIN_TOKEN_SECRET_ARN)?;
     let plain_token = config::optional(config::ADMIN_TOKEN)?;
+    let plain_previous = config::optional(config::ADMIN_TOKEN_PREVIOUS)?;
     let api_config = ApiConfig::from_env()?;
     let mut urls = HashMap::new();
     for def in needs.queues {
@@ -62,8 +63,11 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
             return Ok(AdminAuth::none());
         }
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
-        let token = admin_token_from(secret_arn.as_deref(), plain_token.as_deref(), &secrets).await?;
-        Ok::<_, InitError>(AdminAuth::new(&token))
+        let (token, previous) = tokio::join!(
+            admin_token_from(secret_arn.as_deref(), plain_token.as_deref(), &secrets),
+            previous_admin_token_from(secret_arn.as_deref(), plain_previous.as_deref(), &secrets),
+        );
+        Ok::<_, InitError>(AdminAuth::new(&token?).with_previous(previous.as_deref()))
     };
     // Both are network calls of the cold start: side by side, it waits for the longer one only.
     let (admin, ()) = tokio::try_join!(operator, async { Ok(store.warm_up().await?) })?;
@@ -71,6 +75,30 @@ pub async fn aws_state(needs: Needs) -> Result<AppState, InitError> {
     let piano = HttpPiano::new();
     Ok(AppState::new(Arc::new(store), Arc::new(queue), admin, Arc::new(stripe), Arc::new(piano))
         .with_config(api_config))
+}
+
+/// The operator key being rotated out, if any: the secret's `AWSPREVIOUS` version when the key comes
+/// from Secrets Manager (a rotation leaves the old value there), else `CRM_ADMIN_TOKEN_PREVIOUS`.
+/// Absent, unreadable or too short, there is none (logged): the current key still works.
+pub async fn previous_admin_token_from(
+    secret_arn: Option<&str>,
+    plain: Option<&str>,
+    secrets: &aws_sdk_secretsmanager::Client,
+) -> Option<String> {
+    let raw = match secret_arn {
+        Some(arn) => {
+            let read = secrets.get_secret_value().secret_id(arn).version_stage("AWSPREVIOUS").send().await;
+            read.ok()?.secret_string()?.to_owned()
+        }
+        None => plain?.to_owned(),
+    };
+    match config::checked_admin_token(config::ADMIN_TOKEN_PREVIOUS, &raw) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            tracing::warn!(error = %e, "previous operator key ignored");
+            None
+        }
+    }
 }
 
 /// The operator key: the secret at `secret_arn` (`CRM_ADMIN_TOKEN_SECRET_ARN`) when given, read with

@@ -147,7 +147,10 @@ async fn keys_reach_their_publication_only(store: Arc<dyn Store>) {
     let api = Api::new(store);
     let (a, b) = (support::unique("a"), support::unique("b"));
     assert_eq!(api.put(&a, OPERATOR, &example()).await.status, StatusCode::CREATED);
-    assert_eq!(api.put(&b, OPERATOR, &example()).await.status, StatusCode::CREATED);
+    // Same Piano application, other pages: a publication never answers for another's origin.
+    let mut other = example();
+    other["origins"] = json!(["https://www.other.example"]);
+    assert_eq!(api.put(&b, OPERATOR, &other).await.status, StatusCode::CREATED);
     let issued = api.call("POST", &format!("/admin/publications/{a}/keys"), Some(OPERATOR), None, &[]).await;
     assert_eq!(issued.status, StatusCode::CREATED);
     let key = issued.body["key"].as_str().unwrap().to_owned();

@@ -384,7 +384,7 @@ async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
         };
         assert_eq!(publications::put(store.as_ref(), &stored, None).await.unwrap(), 1);
         let twice = publications::put(store.as_ref(), &stored, None).await;
-        assert!(matches!(twice, Err(StoreError::ConditionFailed { .. })), "create is create-only");
+        assert!(matches!(twice, Err(publications::PutError::Stale)), "create is create-only");
     }
     let mut found: Vec<_> =
         publications::by_piano_aid(store.as_ref(), &aid).await.unwrap().into_iter().map(|s| s.publication_id).collect();
@@ -402,6 +402,27 @@ async fn settings_are_versioned_and_found_by_piano_aid(store: S) {
     let found: Vec<_> =
         publications::by_piano_aid(store.as_ref(), &aid).await.unwrap().into_iter().map(|s| s.publication_id).collect();
     assert_eq!(found, vec![b]);
+    let (c, d) = (publication(), publication());
+    // One (application, origin) pair per publication, on every store: d cannot take c's page.
+    let with_origin = |id: &PublicationId, origins: &str| {
+        publications::StoredSettings {
+        publication_id: id.clone(),
+        settings: PublicationSettings::parse(
+            format!(r#"{{"name":"x","origins":[{origins}],"piano":{{"aid":"{aid}","apiToken":"t0ken-t0ken","privateKey":"pk-pk-pk-pk"}}}}"#)
+                .as_bytes(),
+            None,
+        )
+        .unwrap(),
+        updated_at: now(),
+    }
+    };
+    let page = r#""https://pages.example""#;
+    assert_eq!(publications::put(store.as_ref(), &with_origin(&c, page), None).await.unwrap(), 1);
+    let taken = publications::put(store.as_ref(), &with_origin(&d, page), None).await;
+    assert!(matches!(taken, Err(publications::PutError::Claimed { .. })), "{taken:?}");
+    assert_eq!(publications::put(store.as_ref(), &with_origin(&c, page), Some(1)).await.unwrap(), 2, "its own pair");
+    assert_eq!(publications::put(store.as_ref(), &with_origin(&c, ""), Some(2)).await.unwrap(), 3, "released");
+    assert_eq!(publications::put(store.as_ref(), &with_origin(&d, page), None).await.unwrap(), 1, "then free");
 }
 
 fn usd() -> Currency {

@@ -58,6 +58,10 @@ async fn call_on(
 async fn connecting_creates_once_then_reuses(store: Arc<dyn Store>) {
     let world = World::new(store).await;
     let state = with_public_url(&world.state);
+    // A warm webhook: its settings cache holds the account as it was before the new secret.
+    let warm = with_public_url(&support::app_state_with(world.store.clone(), world.stripe.base_url()));
+    let unsigned = (b"{}".to_vec(), "t=1,v1=00".to_owned());
+    assert_eq!(call(&warm, "POST", "/webhooks/stripe/daily/main", Some(unsigned)).await.0, StatusCode::BAD_REQUEST);
     let (status, answer) = call(&state, "POST", CONNECT, None).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     // CRM_PUBLIC_BASE_URL (with its base path) wins over the request's host.
@@ -91,11 +95,12 @@ async fn connecting_creates_once_then_reuses(store: Arc<dyn Store>) {
     let event = w::event("evt_after_connect", "customer.created", 1, w::customer("cus_N", "n@example.com", "N"), None);
     let body = serde_json::to_vec(&event).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    // The webhook reads settings through a short cache: use a fresh state, as a new request would after it.
-    let fresh = with_public_url(&support::app_state_with(world.store.clone(), world.stripe.base_url()));
+    // The warm webhook's cache is older than a second but within its 10 s: a delivery signed with
+    // the new secret makes it read the settings again, and is accepted at once.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let signature = shared::stripe::signature::sign(&body, &secret, now);
-    let (status, _) = call(&fresh, "POST", "/webhooks/stripe/daily/main", Some((body, signature))).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, received) = call(&warm, "POST", "/webhooks/stripe/daily/main", Some((body, signature))).await;
+    assert_eq!(status, StatusCode::OK, "{received}");
 
     let (status, again) = call(&state, "POST", CONNECT, None).await;
     assert_eq!(status, StatusCode::OK, "{again}");

@@ -23,6 +23,8 @@ pub fn routes(p: &str, customer: &str) -> Vec<Req> {
         get(""),
         json("PUT", "", json!({"name": "Taken over"})),
         Req::new("POST", format!("{base}/keys")),
+        get("/keys"),
+        Req::new("DELETE", format!("{base}/keys/0123456789ab")),
         Req::new("POST", format!("{base}/stripe-accounts/main/webhook-endpoint")),
         Req::new("POST", format!("{base}/piano/webhook")),
         get("/backfill"),
@@ -141,7 +143,7 @@ pub async fn parameters(suite: &mut Suite, a: &Publication, b: &Publication) {
         ("/revenue?to=%FF", 400),
         ("/exports/bogus", 404),
         ("/exports/customers?format=xml", 400),
-        ("/keys", 405),
+        ("/keys/0123456789ab", 405),
         ("/nowhere", 404),
     ] {
         suite.refused("parameters", get(path), &[allowed]).await;

@@ -47,6 +47,8 @@ fn templates(b: &Publication) -> Vec<(&'static str, String, Option<&'static str>
         ("GET", "/admin/publications/{}".into(), None),
         ("PUT", "/admin/publications/{}".into(), Some(r#"{"name": "x"}"#)),
         ("POST", "/admin/publications/{}/keys".into(), None),
+        ("GET", "/admin/publications/{}/keys".into(), None),
+        ("DELETE", format!("{admin}/keys/{{}}"), None),
         ("GET", "/admin/publications/{}/customers".into(), None),
         ("POST", "/admin/publications/{}/customers".into(), Some(r#"{"email": "new.reader@example.com"}"#)),
         ("GET", "/admin/publications/{}/backfill".into(), None),

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, patch, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use crate::api::AppState;
 use crate::http::body::MAX_ADMIN_BODY;
@@ -25,7 +25,7 @@ pub enum Group {
 pub struct AdminRoute {
     /// The function's crate (`functions/<function>`), its binary and `template.yaml`'s `Binary`.
     pub function: &'static str,
-    /// `GET`, `PUT`, `POST` or `PATCH`: what `handler` routes.
+    /// `GET`, `PUT`, `POST`, `PATCH` or `DELETE`: what `handler` routes.
     pub method: &'static str,
     /// The axum path, `{publication_id}` style.
     pub path: &'static str,
@@ -85,6 +85,22 @@ pub const KEYS_ISSUE: AdminRoute = AdminRoute {
     method: "POST",
     path: "/admin/publications/{publication_id}/keys",
     handler: || post(crate::api::settings::issue_key),
+    group: Group::Settings,
+};
+
+pub const KEYS_LIST: AdminRoute = AdminRoute {
+    function: "keys-list",
+    method: "GET",
+    path: "/admin/publications/{publication_id}/keys",
+    handler: || get(crate::api::settings::list_keys),
+    group: Group::Settings,
+};
+
+pub const KEYS_REVOKE: AdminRoute = AdminRoute {
+    function: "keys-revoke",
+    method: "DELETE",
+    path: "/admin/publications/{publication_id}/keys/{key_id}",
+    handler: || delete(crate::api::settings::revoke_key),
     group: Group::Settings,
 };
 
@@ -205,6 +221,8 @@ pub const ALL: &[AdminRoute] = &[
     SETTINGS_GET,
     SETTINGS_PUT,
     KEYS_ISSUE,
+    KEYS_LIST,
+    KEYS_REVOKE,
     STRIPE_WEBHOOK_ENDPOINT,
     STRIPE_CATCH_UP,
     PIANO_WEBHOOK_REGISTER,

@@ -1,6 +1,8 @@
 //! `piano-webhook`: `GET|POST /webhooks/piano/{publicationId}`, the one URL Piano allows. Checks and
-//! decrypts `data` (query, form or JSON body), then queues the event for the CRM and one forward job
-//! per legacy endpoint of the publication, and answers 200 at once: a legacy endpoint never makes
+//! decrypts `data` (query, form or JSON body; signed unless the publication accepts unsigned data),
+//! ignores an event received before (by its decrypted content, so a re-encoded replay too), then
+//! queues the event for the CRM and one forward job per legacy endpoint of the publication, and
+//! answers 200 at once: a legacy endpoint never makes
 //! Piano wait or retry. The receipt is then noted for sync health (`receipts`).
 
 use axum::Json;
@@ -17,8 +19,9 @@ use crate::http::body::RawBody;
 use crate::http::context::{finish, record_publication};
 use crate::http::extract::Path;
 use crate::piano::forward::Replay;
-use crate::piano::webhook::{decrypt, event_type};
+use crate::piano::webhook::{decrypt, event_identity, event_type, is_signed};
 use crate::queue::{EVENTS, FORWARD, OutMessage};
+use crate::store::repo::piano_seen as seen;
 use crate::sync::envelope::{self, Header, MAX_BODY_BYTES, Provider};
 
 pub const PATH: &str = "/webhooks/piano/{publication_id}";
@@ -48,11 +51,9 @@ fn data_of(query: Option<&str>, content_type: Option<&str>, body: &str) -> Optio
     from_query.or_else(from_body).filter(|d| !d.is_empty())
 }
 
-/// A Piano event's id: Piano sends none, and a redelivery repeats the same `data`.
-fn event_id(data: &str) -> String {
-    use sha2::{Digest, Sha256};
-    format!("pn_{}", &hex::encode(Sha256::digest(data.as_bytes()))[..32])
-}
+/// How long a received Piano event is remembered, so a captured `data` replayed later is ignored
+/// (longer than the ledger's 35 days: a replay is cheap to make).
+const SEEN_FOR_SECONDS: i64 = 400 * 86_400;
 
 async fn receive(
     State(state): State<AppState>,
@@ -72,9 +73,22 @@ async fn receive(
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let data = data_of(query.as_deref(), content_type.as_deref(), &body)
         .ok_or_else(|| ApiError::BadRequest("missing data".into()))?;
+    if !piano.accept_unsigned_webhooks && !is_signed(&data) {
+        return Err(ApiError::BadRequest(
+            "Piano data without its HMAC is refused (piano.acceptUnsignedWebhooks allows it)".into(),
+        ));
+    }
     let plaintext = decrypt(&data, &piano.private_key).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // The worker parses the event; here it need only be a JSON object (its type goes to the log).
     let kind = event_type(&plaintext).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let event_id = event_identity(&plaintext).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let store = state.store.as_ref();
+    if seen::received(store, &publication, &event_id).await? {
+        // Delivered before (Piano retrying an answer it lost, or a replay): Piano moves on, and neither
+        // the CRM nor a legacy endpoint gets it twice.
+        tracing::info!(event = %event_id, "Piano event received before; not queued again");
+        return Ok(Json(json!({ "received": true, "duplicate": true })));
+    }
 
     let replay = Replay {
         publication: &publication,
@@ -97,7 +111,7 @@ async fn receive(
         account: None,
         received_at: now.unix_timestamp(),
         received_at_us: i64::try_from(now.unix_timestamp_nanos() / 1000).ok(),
-        event_id: Some(event_id(&data)),
+        event_id: Some(event_id.clone()),
         event_type: None,
     };
     let crm = OutMessage::new(envelope::encode(&header, &plaintext));
@@ -106,6 +120,10 @@ async fn receive(
         state.queue.send(FORWARD.name, &jobs).await.map_err(|e| ApiError::Unavailable(format!("forward jobs: {e}")))?;
     }
     tracing::info!(kind = kind.as_deref().unwrap_or("unknown"), forwards = jobs.len(), "Piano event received");
+    // After queueing: a failure before it leaves Piano's retry free to queue the event.
+    if let Err(e) = seen::remember(store, &publication, &event_id, now.unix_timestamp() + SEEN_FOR_SECONDS).await {
+        tracing::warn!(error = %e, "Piano event not remembered; a replay of it would be queued again");
+    }
     state.receipts.note(state.store.as_ref(), &header, kind.as_deref()).await;
     Ok(Json(json!({ "received": true })))
 }

@@ -1,5 +1,6 @@
-//! Publication settings (create/replace, read masked) and publication keys (functions `settings-get`,
-//! `settings-put`, `keys-issue`); the group router also merges Stripe webhook endpoints, Piano's
+//! Publication settings (create/replace, read masked) and publication keys: issued (optionally
+//! expiring), listed, revoked (functions `settings-get`, `settings-put`, `keys-issue`, `keys-list`,
+//! `keys-revoke`); the group router also merges Stripe webhook endpoints, Piano's
 //! webhook URL, backfills and catch-ups (`admin_routes`).
 //!
 //! The settings carry an `ETag` (their version); a PUT with `If-Match` replaces only that
@@ -8,20 +9,21 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
 use crate::domain::ids::PublicationId;
+use crate::domain::record::rfc3339;
 use crate::domain::settings::PublicationSettings;
 use crate::http::ApiError;
 use crate::http::auth::{Principal, issue_publication_key};
-use crate::http::body::JsonBytes;
+use crate::http::body::{JsonBytes, RawBody, parse_json};
 use crate::http::context::{finish, record_publication};
 use crate::http::extract::Path;
-use crate::store::StoreError;
+use crate::store::repo::keys;
 use crate::store::repo::publications::{self, StoredSettings};
 
 /// The settings group's routes (`admin_routes`, one function each), for `crm serve` to merge.
@@ -94,7 +96,7 @@ pub(super) async fn put_settings(
     let stored = StoredSettings { publication_id: id.clone(), settings, updated_at: crate::store::now_epoch() };
     let version = match publications::put(state.store.as_ref(), &stored, current.as_ref().map(|c| c.version)).await {
         Ok(v) => v,
-        Err(StoreError::ConditionFailed { .. }) => {
+        Err(publications::PutError::Stale) => {
             return Err(ApiError::Conflict("settings were changed by another request; read them and retry".into()));
         }
         Err(e) => return Err(e.into()),
@@ -104,21 +106,91 @@ pub(super) async fn put_settings(
     Ok((status, [(ETAG, etag(version))], Json(stored.settings.masked())).into_response())
 }
 
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewKey {
+    /// The key stops working this many days from now (1 to 3650); without it, it does not expire.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+/// `POST …/keys`: a new publication key, shown once (operator only), optionally expiring.
 pub(super) async fn issue_key(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (principal, id) = authorize(&state, &headers, &raw_id).await?;
-    if principal != Principal::Operator {
-        // A leaked publication key must not be able to mint itself successors.
-        return Err(ApiError::Forbidden("only the operator key can issue publication keys".into()));
-    }
+    operator_only(&principal, "issue publication keys")?;
+    // The body is optional: `curl -X POST` with none issues a key that does not expire.
+    let wanted: NewKey = if body.iter().all(u8::is_ascii_whitespace) {
+        NewKey { expires_in_days: None }
+    } else {
+        let json =
+            headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&body)?
+    };
+    let now = crate::store::now_epoch();
+    let expires_at = match wanted.expires_in_days {
+        Some(days @ 1..=3650) => Some(now + i64::from(days) * 86_400),
+        Some(_) => return Err(ApiError::BadRequest("expiresInDays must be 1 to 3650".into())),
+        None => None,
+    };
     if publications::get(state.store.as_ref(), &id).await?.is_none() {
         return Err(ApiError::NotFound(format!("publication {id} not found")));
     }
-    let (key, record) = issue_publication_key(state.store.as_ref(), &id).await?;
+    let (key, record) = issue_publication_key(state.store.as_ref(), &id, expires_at).await?;
     tracing::info!(key_id = %record.key_id, "publication key issued");
-    let body = json!({"publicationId": id, "keyId": record.key_id, "key": key});
+    let body = json!({"publicationId": id, "keyId": record.key_id, "key": key,
+                      "expiresAt": record.expires_at.and_then(rfc3339)});
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A leaked publication key must not mint itself successors, nor revoke the keys that replace it.
+fn operator_only(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    match principal {
+        Principal::Operator => Ok(()),
+        Principal::Publication(_) => Err(ApiError::Forbidden(format!("only the operator key can {what}"))),
+    }
+}
+
+/// `GET …/keys`: the publication's keys with a masked prefix, creation, expiry and last use; never a key.
+pub(super) async fn list_keys(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (_, id) = authorize(&state, &headers, &raw_id).await?;
+    let listed = keys::list(state.store.as_ref(), &id).await?;
+    let data: Vec<_> = listed
+        .iter()
+        .map(|k| {
+            json!({"keyId": k.key_id, "prefix": k.prefix, "createdAt": rfc3339(k.created_at),
+                   "expiresAt": k.expires_at.and_then(rfc3339), "lastUsedAt": k.last_used_at.and_then(rfc3339)})
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `DELETE …/keys/{keyId}`: the key stops working at once (operator only).
+pub(super) async fn revoke_key(
+    State(state): State<AppState>,
+    Path((raw_id, key_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let (principal, id) = authorize(&state, &headers, &raw_id).await?;
+    operator_only(&principal, "revoke publication keys")?;
+    let not_found = || ApiError::NotFound(format!("publication {id} has no key {key_id}"));
+    if key_id.len() != 12 || !key_id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+        return Err(not_found());
+    }
+    if !keys::revoke(state.store.as_ref(), &id, &key_id).await? {
+        return Err(not_found());
+    }
+    tracing::info!(%key_id, "publication key revoked");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,6 @@ use crate::domain::settings::StripeAccount;
 use crate::http::ApiError;
 use crate::http::extract::Path;
 use crate::http::public_url::PublicBaseUrl;
-use crate::store::StoreError;
 use crate::store::repo::{publications, stripe_account_ids};
 use crate::stripe::client::{Params, StripeAuth};
 use crate::stripe::endpoints;
@@ -85,7 +84,7 @@ async fn keep_secret(
         stored.updated_at = crate::store::now_epoch();
         match publications::put(state.store.as_ref(), &stored, Some(current.version)).await {
             Ok(_) => return Ok(secrets),
-            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(publications::PutError::Stale) => continue,
             Err(e) => return Err(e.into()),
         }
     }

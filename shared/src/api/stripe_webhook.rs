@@ -1,5 +1,6 @@
 //! `stripe-webhook`: `POST /webhooks/stripe/{publicationId}/{accountKey}`. Verifies the signature over
-//! the raw body with the account's signing secrets, checks the body is a Stripe event, queues it, and
+//! the raw body with the account's signing secrets (read again once when none matches, so a secret
+//! made seconds ago is accepted at once), checks the body is a Stripe event, queues it, and
 //! answers 200 only once it is queued (a queue failure answers 503, so Stripe retries); then notes
 //! the receipt for sync health (`receipts`).
 
@@ -17,11 +18,16 @@ use crate::http::body::RawBody;
 use crate::http::context::{finish, record_event, record_publication};
 use crate::http::extract::Path;
 use crate::queue::{EVENTS, OutMessage};
+use crate::store::repo::publications::StoredSettings;
 use crate::stripe::event::Event;
-use crate::stripe::signature;
+use crate::stripe::signature::{self, SignatureError};
 use crate::sync::envelope::{self, Header, MAX_BODY_BYTES, Provider};
 
 pub const PATH: &str = "/webhooks/stripe/{publication_id}/{account_key}";
+
+/// Cached settings younger than this are not read again on a signature miss: a flood of forged
+/// deliveries costs at most one read a second per publication.
+const REREAD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn routes(state: AppState) -> Router {
     Router::new().route(PATH, post(receive)).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
@@ -41,9 +47,6 @@ async fn receive(
     let publication = PublicationId::parse(&publication).map_err(|_| unknown())?;
     record_publication(&publication);
     let key = AccountKey::parse(&account).map_err(|_| unknown())?;
-    let settings = state.settings.get(state.store.as_ref(), &publication).await?.ok_or_else(unknown)?;
-    let account = settings.settings.stripe_account(&key).ok_or_else(unknown)?;
-
     let header = match headers.get("stripe-signature") {
         None => None,
         Some(value) => {
@@ -51,8 +54,20 @@ async fn receive(
         }
     };
     let now = crate::store::now_epoch();
-    signature::verify(header, &body, &account.webhook_secrets, now, state.config.stripe_tolerance_secs)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let tolerance = state.config.stripe_tolerance_secs;
+    let verify = |settings: &StoredSettings| -> Result<Result<i64, SignatureError>, ApiError> {
+        let account = settings.settings.stripe_account(&key).ok_or_else(unknown)?;
+        Ok(signature::verify(header, &body, &account.webhook_secrets, now, tolerance))
+    };
+    let store = state.store.as_ref();
+    let mut verified = verify(&*state.settings.get(store, &publication).await?.ok_or_else(unknown)?)?;
+    if verified == Err(SignatureError::NoMatch) {
+        // A secret made seconds ago (by the webhook-endpoint route) is not in the cached settings yet:
+        // they are read again once before the delivery is refused.
+        let fresh = state.settings.reread(store, &publication, REREAD_AFTER).await?.ok_or_else(unknown)?;
+        verified = verify(&fresh)?;
+    }
+    verified.map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let event = Event::check(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // A parsed JSON document is UTF-8.
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;

@@ -64,6 +64,10 @@ pub struct PianoSettings {
     pub region: PianoRegion,
     #[serde(default)]
     pub legacy_webhook_urls: Vec<HttpUrl>,
+    /// Accept webhook `data` without Piano's HMAC (`C` alone, from senders that sign nothing). Off:
+    /// unsigned data is refused, since AES-ECB alone lets blocks be cut and pasted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_unsigned_webhooks: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

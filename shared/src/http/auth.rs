@@ -1,5 +1,6 @@
 //! Admin authentication: `Authorization: Bearer <key>` with either the operator key
-//! (`CRM_ADMIN_TOKEN`) or a publication key (stored only as a SHA-256 hash).
+//! (`CRM_ADMIN_TOKEN`, and during a rotation the previous one too) or a publication key (stored only
+//! as a SHA-256 hash; revocable, optionally expiring, its last use noted about hourly).
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -36,18 +37,48 @@ impl Principal {
 pub const KEY_PREFIX: &str = "crm_pk_";
 
 pub struct AdminAuth {
-    /// `None` in functions that serve no admin route (webhooks, workers): every key is refused.
-    operator_hash: Option<[u8; 32]>,
+    /// The operator keys' hashes: the current one and, during a rotation, the previous one. Empty in
+    /// functions that serve no admin route (webhooks, workers): every key is refused.
+    operator_hashes: Vec<[u8; 32]>,
+    /// When this process last noted each publication key's use (by key id).
+    noted: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
+
+/// How often a process notes a key's use in its listing, at most.
+const NOTE_USE_EVERY: i64 = 3_600;
 
 impl AdminAuth {
     pub fn new(operator_token: &str) -> Self {
-        Self { operator_hash: Some(Sha256::digest(operator_token.as_bytes()).into()) }
+        Self { operator_hashes: vec![Sha256::digest(operator_token.as_bytes()).into()], noted: Default::default() }
+    }
+
+    /// Also accepts `previous` (`CRM_ADMIN_TOKEN_PREVIOUS`, or the secret's `AWSPREVIOUS` version): a
+    /// rotation puts the new key in place while clients still holding the old one keep working.
+    pub fn with_previous(mut self, previous: Option<&str>) -> Self {
+        if let Some(previous) = previous {
+            self.operator_hashes.push(Sha256::digest(previous.as_bytes()).into());
+        }
+        self
     }
 
     /// For a function without admin routes: it needs no operator key in its environment.
     pub fn none() -> Self {
-        Self { operator_hash: None }
+        Self { operator_hashes: Vec::new(), noted: Default::default() }
+    }
+
+    /// Notes the key's use in its listing when this process has not for an hour (best effort).
+    async fn note_use(&self, store: &dyn Store, record: &keys::ApiKeyRecord) {
+        let now = crate::store::now_epoch();
+        {
+            let mut noted = self.noted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if noted.get(&record.key_id).is_some_and(|at| now - at < NOTE_USE_EVERY) {
+                return;
+            }
+            noted.insert(record.key_id.clone(), now);
+        }
+        if let Err(e) = keys::note_use(store, record, now, NOTE_USE_EVERY).await {
+            tracing::warn!(error = %e, key_id = %record.key_id, "key use not noted");
+        }
     }
 
     pub async fn authenticate(&self, headers: &HeaderMap, store: &dyn Store) -> Result<Principal, ApiError> {
@@ -58,20 +89,26 @@ impl AdminAuth {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
-        let Some(operator_hash) = &self.operator_hash else {
+        if self.operator_hashes.is_empty() {
             return Err(ApiError::Unauthorized);
-        };
+        }
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        // Comparing hashes in constant time leaks neither the key nor its length.
-        if bool::from(hash.ct_eq(operator_hash)) {
+        // Comparing hashes in constant time leaks neither the key nor its length; every operator hash
+        // is compared, so which one matched does not show either.
+        let operator = self.operator_hashes.iter().fold(subtle::Choice::from(0), |any, h| any | hash.ct_eq(h));
+        if bool::from(operator) {
             return Ok(Principal::Operator);
         }
         if !presented.starts_with(KEY_PREFIX) {
             return Err(ApiError::Unauthorized);
         }
         match keys::get(store, &hex::encode(hash)).await? {
-            Some(record) => Ok(Principal::Publication(record.publication_id)),
-            None => Err(ApiError::Unauthorized),
+            // The store hides an expired key; its expiry is checked here too, to the second.
+            Some(record) if record.expires_at.is_none_or(|at| at > crate::store::now_epoch()) => {
+                self.note_use(store, &record).await;
+                Ok(Principal::Publication(record.publication_id))
+            }
+            _ => Err(ApiError::Unauthorized),
         }
     }
 }
@@ -80,14 +117,16 @@ impl AdminAuth {
 pub async fn issue_publication_key(
     store: &dyn Store,
     publication: &crate::domain::ids::PublicationId,
+    expires_at: Option<i64>,
 ) -> Result<(String, keys::ApiKeyRecord), crate::store::StoreError> {
     let (key, hash) = new_publication_key();
     let record = keys::ApiKeyRecord {
         publication_id: publication.clone(),
         key_id: hash[..12].to_owned(),
         created_at: crate::store::now_epoch(),
+        expires_at,
     };
-    keys::put(store, &hash, &record).await?;
+    keys::put(store, &key, &hash, &record).await?;
     Ok((key, record))
 }
 

@@ -70,7 +70,14 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
             _ => tracing::info!(status = status.as_u16(), error = %self, "request rejected"),
         }
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        let message = match &self {
+            // The request id lets the caller point at the logged detail.
+            ApiError::Internal(_) => {
+                format!("internal error. Correlation id: {}", super::context::current_request_id())
+            }
+            _ => self.to_string(),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
     }
 }
 
@@ -78,7 +85,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Transient(d) => ApiError::Unavailable(d),
-            StoreError::Invalid(d) => ApiError::BadRequest(d),
+            // DynamoDB's validation text (or ours) names tables, keys and limits: logged, not answered.
+            StoreError::Invalid(d) => {
+                let correlation = super::context::current_request_id();
+                tracing::warn!(detail = %d, correlation_id = %correlation, "store refused the write");
+                ApiError::BadRequest(format!("the request could not be stored. Correlation id: {correlation}"))
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -137,6 +149,16 @@ impl From<crate::backfill::BackfillError> for ApiError {
             B::Piano(ref p) if p.is_transient() => ApiError::Unavailable(e.to_string()),
             B::Piano(_) => ApiError::Upstream(e.to_string()),
             B::NoPiano(_) => ApiError::BadRequest(format!("{e}: set piano in the settings first")),
+        }
+    }
+}
+
+impl From<crate::store::repo::publications::PutError> for ApiError {
+    fn from(e: crate::store::repo::publications::PutError) -> Self {
+        use crate::store::repo::publications::PutError as P;
+        match e {
+            P::Store(e) => e.into(),
+            P::Stale | P::Claimed { .. } => ApiError::Conflict(e.to_string()),
         }
     }
 }

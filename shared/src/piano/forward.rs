@@ -98,31 +98,13 @@ pub enum ForwardError {
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Whether a legacy endpoint may be reached at `ip`: not in any block of IANA's IPv4 and IPv6
+/// Special-Purpose Address registries (private, loopback, link-local, shared `100.64/10`, `0/8`,
+/// `192.0.0/24`, benchmarking `198.18/15`, reserved `240/4`, documentation, IPv4-mapped, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`, Teredo `2001::/32`, unique-local, …: the `iprfc` crate's
+/// snapshot of them), nor multicast, nor an IPv4-compatible `::/96` address (RFC 4291).
 fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // 100.64.0.0/10, carrier-grade NAT
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link local
-        }
-    }
+    ![iprfc::RFC6890, iprfc::RFC4291, iprfc::RFC3171].iter().any(|blocks| blocks.contains(&ip))
 }
 
 /// Delivers forward jobs.
@@ -263,23 +245,46 @@ mod tests {
     }
 
     #[test]
-    fn only_public_addresses_pass() {
-        for private in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
+    fn every_special_purpose_range_is_refused() {
+        // One address per range: IANA's IPv4 and IPv6 special-purpose registries, multicast, and
+        // IPv6 forms that carry an IPv4 address.
+        for special in [
+            "0.1.2.3",          // 0.0.0.0/8 "this network"
+            "0.0.0.0",          // unspecified
+            "10.1.2.3",         // 10/8 private
+            "100.64.0.1",       // 100.64/10 shared (carrier-grade NAT)
+            "127.0.0.1",        // 127/8 loopback
+            "169.254.169.254",  // 169.254/16 link-local (cloud metadata)
+            "172.16.5.4",       // 172.16/12 private
+            "192.0.0.8",        // 192.0.0/24 IETF protocol assignments
+            "192.0.2.1",        // 192.0.2/24 documentation
+            "192.88.99.1",      // 192.88.99/24 6to4 relay anycast
+            "192.168.0.1",      // 192.168/16 private
+            "198.18.0.1",       // 198.18/15 benchmarking
+            "198.51.100.7",     // 198.51.100/24 documentation
+            "203.0.113.9",      // 203.0.113/24 documentation
+            "224.0.0.251",      // 224/4 multicast
+            "240.0.0.1",        // 240/4 reserved
+            "255.255.255.255",  // limited broadcast
+            "::",               // unspecified
+            "::1",              // loopback
+            "::127.0.0.1",      // IPv4-compatible (deprecated, ::/96)
+            "::ffff:127.0.0.1", // IPv4-mapped
+            "::ffff:8.8.8.8",   // IPv4-mapped, even of a public address
+            "64:ff9b::a00:1",   // NAT64 64:ff9b::/96
+            "64:ff9b:1::1",     // local-use NAT64 64:ff9b:1::/48
+            "100::1",           // discard-only 100::/64
+            "2001::1",          // Teredo 2001::/32
+            "2001:db8::1",      // documentation
+            "2002:a00:1::1",    // 6to4 2002::/16
+            "3fff::1",          // documentation 3fff::/20
+            "fd00::1",          // unique-local fc00::/7
+            "fe80::1",          // link-local
+            "ff02::1",          // multicast
         ] {
-            assert!(!is_public(private.parse().unwrap()), "{private}");
+            assert!(!is_public(special.parse().unwrap()), "{special}");
         }
-        for public in ["93.184.216.34", "2606:2800:220:1::1", "1.1.1.1"] {
+        for public in ["93.184.216.34", "2606:2800:220:1::1", "1.1.1.1", "8.8.8.8", "2a00:1450:4001::1"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

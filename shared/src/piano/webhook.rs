@@ -83,6 +83,66 @@ pub fn encrypt(plaintext: &str, private_key: &Secret) -> String {
     format!("{c}{SEPARATOR}{h}")
 }
 
+/// Whether `data` carries Piano's HMAC (`C~~~H`); senders of Piano's SDKs always add it.
+pub fn is_signed(data: &str) -> bool {
+    data.rsplit_once(SEPARATOR).is_some_and(|(_, h)| !h.is_empty())
+}
+
+/// A Piano event's identity (Piano sends no id): a hash of its decrypted JSON written canonically,
+/// members sorted and no whitespace. The same event re-encoded (padding, another encryption, members
+/// in another order) is the same event; a replay of it is a duplicate.
+pub fn event_identity(plaintext: &str) -> Result<String, WebhookError> {
+    use sha2::Digest;
+    let value: Value = serde_json::from_str(plaintext).map_err(|_| WebhookError::NotJson)?;
+    let mut canonical = String::with_capacity(plaintext.len());
+    write_canonical(&value, &mut canonical);
+    Ok(format!("pn_{}", &hex::encode(Sha256::digest(canonical.as_bytes()))[..32]))
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, member)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(member, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// When Piano says the event happened, in microseconds, where the payload carries a time (seconds or
+/// milliseconds since the epoch under one of the names Piano's payloads use); `None` otherwise.
+pub fn event_time_us(event: &PianoEvent) -> Option<i64> {
+    const FIELDS: [&str; 5] = ["timestamp", "event_time", "ts", "create_date", "created"];
+    let raw = FIELDS.iter().find_map(|f| match event.raw.get(*f)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    })?;
+    // Milliseconds from 2001 on are above 1e12; seconds stay below it until the year 33658.
+    let us = if raw >= 1_000_000_000_000 { raw.checked_mul(1_000)? } else { raw.checked_mul(1_000_000)? };
+    (us > 0).then_some(us)
+}
+
 /// HMAC-SHA256 of `C`'s text keyed with the whole private key, URL-safe base64 without padding.
 fn signature(c: &str, key: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");

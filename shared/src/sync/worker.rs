@@ -167,12 +167,12 @@ impl EventWorker {
                     event: &event,
                     fetched: fetched.as_ref(),
                     received_at: header.received_at,
-                    received_at_us: header.received_at_us.unwrap_or(header.received_at.saturating_mul(1_000_000)),
+                    received_at_us: state_time_us(&event, header),
                     fired: &fired,
                     now,
                 };
                 let outcome = piano::apply(self.store.as_ref(), &delivery).await?;
-                // Piano's events carry no time: their receipt is their time.
+                // Timeline entries and sync health keep the receipt time.
                 let processed = Processed { outcome, event_type: event.kind.clone(), event_at: header.received_at };
                 ("piano", id, processed)
             }
@@ -231,5 +231,16 @@ impl BatchHandler for EventWorker {
             None => tally.flush(self.store.as_ref(), self.queue.as_deref(), crate::store::now_epoch()).await,
         }
         failed
+    }
+}
+
+/// The time a Piano event's states are ordered by: Piano's own where the payload has it (so a replayed
+/// old event cannot overwrite newer state), with the receipt's microsecond within its second to keep
+/// two events of one second in delivery order; the receipt time otherwise.
+fn state_time_us(event: &crate::piano::webhook::PianoEvent, header: &super::envelope::Header) -> i64 {
+    let received = header.received_at_us.unwrap_or(header.received_at.saturating_mul(1_000_000));
+    match crate::piano::webhook::event_time_us(event) {
+        Some(piano) => piano - piano.rem_euclid(1_000_000) + received.rem_euclid(1_000_000),
+        None => received,
     }
 }

@@ -29,3 +29,10 @@ pub fn plan_change_failed(detail: impl std::fmt::Display) -> ApiError {
     tracing::error!(%detail, correlation_id = %correlation, "winback plan change failed");
     ApiError::Failed(format!("Failed to change the subscription plan. Correlation id: {correlation}"))
 }
+
+/// Any other Stripe failure: 502 with the request id the caller can quote; Stripe's answer is logged.
+pub fn stripe_failed(detail: impl std::fmt::Display) -> ApiError {
+    let correlation = crate::http::context::current_request_id();
+    tracing::error!(%detail, correlation_id = %correlation, "Stripe call of a public route failed");
+    ApiError::Upstream(format!("Stripe could not complete the request. Correlation id: {correlation}"))
+}

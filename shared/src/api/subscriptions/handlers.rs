@@ -21,10 +21,13 @@ use crate::stripe::client::{Params, StripeAuth, StripeError};
 const PAGE: &str = "100";
 
 /// A Stripe failure the seed has no message for: the admin-facing mapping, except a refused key.
+/// A Stripe failure as a reader sees it: the seed's message for a refused key, a retry for what may
+/// pass, otherwise a generic failure with the request id; Stripe's own text only in the log.
 fn stripe_failure(e: StripeError) -> ApiError {
     match e {
         StripeError::Api { status: 401 | 403, .. } => bad(errors::NO_STRIPE_CLIENT),
-        other => other.into(),
+        e if e.is_transient() => ApiError::Unavailable(format!("Stripe: {e}")),
+        e => errors::stripe_failed(e),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod duplicates;
 pub mod keys;
 pub mod ledger;
 pub mod payments;
+pub mod piano_seen;
 pub mod publications;
 pub mod revenue;
 pub mod stripe_account_ids;
@@ -77,6 +78,11 @@ pub mod keys_of {
         format!("AID#{aid}")
     }
 
+    /// The claim of one publication on a (Piano application, origin) pair: its public routes' own.
+    pub fn aid_origin_claim(aid: &str, origin: &str) -> Key {
+        Key::new(format!("CLAIM#AID#{aid}#ORIGIN#{origin}"), "CLAIM")
+    }
+
     /// A publication serving pages from `origin` (the CORS preflight index).
     pub fn origin(origin: &str, publication: &PublicationId) -> Key {
         Key::new(origin_partition(origin), format!("PUB#{publication}"))
@@ -88,6 +94,15 @@ pub mod keys_of {
 
     pub fn api_key(hash_hex: &str) -> Key {
         Key::new(format!("APIKEY#{hash_hex}"), "APIKEY")
+    }
+
+    /// A key's entry in its publication's key listing.
+    pub fn api_key_listing(publication: &PublicationId, key_id: &str) -> Key {
+        Key::new(api_keys_partition(publication), format!("K#{key_id}"))
+    }
+
+    pub fn api_keys_partition(publication: &PublicationId) -> String {
+        format!("PUB#{publication}#KEYS")
     }
 
     pub fn customer(publication: &PublicationId, id: &CustomerId) -> Key {
@@ -272,6 +287,11 @@ pub mod keys_of {
     }
 
     pub const SYNC_MARKER_PREFIX: &str = "LAST#";
+
+    /// A Piano event the webhook received (`piano_seen`), beside its ledger entry.
+    pub fn piano_seen(publication: &PublicationId, event_id: &str) -> Key {
+        Key::new(format!("PUB#{publication}#EVT#piano#{event_id}"), "RECEIVED")
+    }
 
     pub fn event(publication: &PublicationId, provider: &str, event_id: &str) -> Key {
         Key::new(format!("PUB#{publication}#EVT#{provider}#{event_id}"), "EVENT")
