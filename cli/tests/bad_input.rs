@@ -26,6 +26,7 @@ mod bad_input {
     pub mod check;
     pub mod client;
     pub mod fixtures;
+    pub mod hardening;
     pub mod headers;
     pub mod paths;
     pub mod public;
@@ -37,7 +38,7 @@ use std::collections::BTreeMap;
 
 use bad_input::check::Suite;
 use bad_input::server::{Server, snapshot};
-use bad_input::{admin, bodies, fixtures, headers, paths, public, webhooks};
+use bad_input::{admin, bodies, fixtures, hardening, headers, paths, public, webhooks};
 
 // Multi-threaded: the fake Piano keeps answering while the test blocks on starting and stopping the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +53,9 @@ async fn bad_input_is_refused_and_changes_nothing() {
     a.create(&setup.addr).await;
     b.create(&setup.addr).await;
     c.create(&setup.addr).await;
+    let prepared = hardening::prepare(&setup.addr, &a).await;
     setup.stop();
+    let expired_key = expired_key(&data, &a).await;
     let before = snapshot(&data);
     for id in [&a.customer, &b.customer, &c.customer] {
         assert!(before.keys().any(|k| k.contains(id.as_str())), "the store holds customer {id}: {:?}", before.keys());
@@ -86,6 +89,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
     public::routes(&mut suite, &a, &b, &visits).await;
     public::piano_verified(&mut suite, &c, &a, &piano).await;
     suite.alive("public routes").await;
+    hardening::cases(&mut suite, &a, &b, &prepared, &expired_key).await;
+    suite.alive("issue 26's cases").await;
     let logged = server.log();
     server.stop();
 
@@ -94,8 +99,25 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let changed = changes(&before, &snapshot(&data));
     assert!(!logged.contains("panicked"), "crm serve panicked:\n{logged}");
     assert!(failures.is_empty(), "{} bad answers:\n{}", failures.len(), failures.join("\n"));
-    assert!(tally.values().all(|n| *n > 0) && tally.len() == 10, "every category ran: {tally:?}");
+    assert!(tally.values().all(|n| *n > 0) && tally.len() == 11, "every category ran: {tally:?}");
     assert_eq!(changed, Vec::<String>::new(), "the barrage changed the store");
+}
+
+/// A key of A that expired a second ago, put straight into the store while the server is stopped (the
+/// API issues keys that expire a day from now at the soonest).
+async fn expired_key(data: &std::path::Path, a: &fixtures::Publication) -> String {
+    use shared::store::repo::keys;
+    let store = shared::store::embedded::EmbeddedStore::open(&data.join("crm.redb")).unwrap();
+    let (key, hash) = shared::http::auth::new_publication_key();
+    let now = shared::store::now_epoch();
+    let record = keys::ApiKeyRecord {
+        publication_id: shared::domain::ids::PublicationId::parse(a.id).unwrap(),
+        key_id: hash[..12].to_owned(),
+        created_at: now - 86_400,
+        expires_at: Some(now - 1),
+    };
+    keys::put(&store, &key, &hash, &record).await.unwrap();
+    key
 }
 
 /// The keys added, removed or changed between two readings of the store.

@@ -99,6 +99,33 @@ impl Suite {
         }
     }
 
+    /// Sends `req`, which must be answered with `status` (a success the product gives on purpose, like
+    /// Piano's 200 to a replay), with no secret in it, and whatever else `check` finds wrong.
+    pub async fn answered(
+        &mut self,
+        category: &'static str,
+        req: Req,
+        status: u16,
+        check: impl Fn(&Answer) -> Vec<String>,
+    ) -> Answer {
+        *self.tally.entry(category).or_default() += 1;
+        let answer = client::send(&self.addr, &req).await;
+        let mut wrong = check(&answer);
+        if answer.status != status {
+            wrong.push(format!("status {} (expected {status})", answer.status));
+        }
+        for secret in &self.secrets {
+            if answer.body.contains(secret.as_str()) {
+                wrong.push(format!("the answer contains {secret:?}"));
+            }
+        }
+        if !wrong.is_empty() {
+            let body: String = answer.body.chars().take(300).collect();
+            self.fail(format!("[{category}] {}: {} — body {body:?}", req.describe(), wrong.join("; ")));
+        }
+        answer
+    }
+
     pub fn fail(&mut self, message: String) {
         eprintln!("FAIL {message}");
         self.failures.push(message);
