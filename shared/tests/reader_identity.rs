@@ -129,6 +129,7 @@ async fn an_unconfirmed_email_on_a_first_visit_links_nothing() {
     assert_eq!(site.customers().await, before, "the store is unchanged");
     let user_reads = site.piano.requests().iter().filter(|r| r.path.ends_with("/user/get")).count();
     assert_eq!(user_reads, 0, "an unconfirmed email is not even looked up");
+    assert_eq!(site.piano.verify_calls(), 1, "Piano's answer is reused by the next routes within the minute");
 }
 
 /// The reader whose Piano account sent no event since go-live: found on their first visit.

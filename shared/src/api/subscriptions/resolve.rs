@@ -78,7 +78,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
     };
 
     let uid = claims.sub.clone().filter(|s| !s.is_empty()).ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND))?;
-    let customer = reader(state, &publication, piano, &token, &uid, verdict, now).await?;
+    let customer = reader(state, &publication, piano, (&token, claims.exp), &uid, verdict, now).await?;
     let accounts = accounts_of(&publication, &customer);
     if accounts.is_empty() {
         return Err(bad(errors::STRIPE_ACCOUNTS_NOT_FOUND));
@@ -113,7 +113,7 @@ async fn reader(
     state: &AppState,
     publication: &StoredSettings,
     piano: &PianoSettings,
-    token: &str,
+    token: (&str, Option<i64>),
     uid: &str,
     verdict: Option<VerifiedToken>,
     now: i64,
@@ -139,7 +139,7 @@ async fn first_visit(
     state: &AppState,
     publication: &StoredSettings,
     piano: &PianoSettings,
-    token: &str,
+    (token, exp): (&str, Option<i64>),
     uid: &str,
     verdict: Option<VerifiedToken>,
     now: i64,
@@ -147,8 +147,9 @@ async fn first_visit(
     let base = base_for(piano.region, state.config.piano_api_base.as_deref());
     let verdict = match verdict {
         Some(verdict) => verdict,
-        // Verified locally: the secret says nothing of the email; Piano does.
-        None => state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?,
+        // Verified locally: the secret says nothing of the email; Piano does (its answer kept a minute,
+        // so a reader reloading the page does not ask it again).
+        None => piano_verdict(state, piano, token, exp, now).await?.0,
     };
     the_reader_piano_verified(Some(uid), &verdict)?;
     if !verdict.email_confirmed {
@@ -216,23 +217,31 @@ async fn verify_with_piano(
     now: i64,
 ) -> Result<(Claims, Verified, VerifiedToken), ApiError> {
     let claims = token::screen(token, now).map_err(refused)?;
-    let key = TokenKey::new(&piano.aid, &piano.api_token, token);
-    let (verdict, verified) = match state.piano_tokens.get(&key, now) {
-        Some(verdict) => (verdict, Verified::Recently),
-        None => {
-            let base = base_for(piano.region, state.config.piano_api_base.as_deref());
-            let verdict =
-                state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?;
-            (verdict, Verified::ByPiano)
-        }
-    };
+    let (verdict, remembered) = piano_verdict(state, piano, token, claims.exp, now).await?;
     the_reader_piano_verified(claims.sub.as_deref(), &verdict)?;
-    if verified == Verified::ByPiano
-        && let Some(exp) = claims.exp
-    {
+    let verified = if remembered { Verified::Recently } else { Verified::ByPiano };
+    Ok((claims, verified, verdict))
+}
+
+/// Piano's answer on `token`: the one it gave within the last minute (`true`), else asked now and
+/// kept until the token's `exp`, a minute at most (`false`).
+async fn piano_verdict(
+    state: &AppState,
+    piano: &PianoSettings,
+    token: &str,
+    exp: Option<i64>,
+    now: i64,
+) -> Result<(VerifiedToken, bool), ApiError> {
+    let key = TokenKey::new(&piano.aid, &piano.api_token, token);
+    if let Some(verdict) = state.piano_tokens.get(&key, now) {
+        return Ok((verdict, true));
+    }
+    let base = base_for(piano.region, state.config.piano_api_base.as_deref());
+    let verdict = state.piano.verify_token(&base, &piano.aid, &piano.api_token, token).await.map_err(piano_error)?;
+    if let Some(exp) = exp {
         state.piano_tokens.insert(key, verdict.clone(), exp, now);
     }
-    Ok((claims, verified, verdict))
+    Ok((verdict, false))
 }
 
 /// The authoritative check (cancel and winback): Piano itself confirms the token is live and the
