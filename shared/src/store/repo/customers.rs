@@ -45,9 +45,10 @@ fn status_put(customer: &Customer) -> Result<WriteOp, StoreError> {
     Ok(WriteOp::put(Item::new(key, doc), Cond::None))
 }
 
-fn identity_put(customer: &Customer, identity: &Identity) -> Result<WriteOp, StoreError> {
+/// `customer`'s claim of `identity`: `Cond::NotExists` for a new claim, `Cond::None` to take one over.
+fn identity_put(customer: &Customer, identity: &Identity, cond: Cond) -> Result<WriteOp, StoreError> {
     let doc = to_doc(&IdentityDoc { customer_id: customer.id.clone() })?;
-    Ok(WriteOp::put(Item::new(keys_of::identity(&customer.publication_id, identity), doc), Cond::NotExists))
+    Ok(WriteOp::put(Item::new(keys_of::identity(&customer.publication_id, identity), doc), cond))
 }
 
 /// Creates the customer and claims every identity it holds, or nothing at all.
@@ -55,7 +56,7 @@ pub async fn create(store: &dyn Store, customer: &Customer) -> Result<(), Custom
     let identities = customer.identities();
     let mut ops = vec![WriteOp::put(customer_item(customer, 1)?, Cond::NotExists)];
     for identity in &identities {
-        ops.push(identity_put(customer, identity)?);
+        ops.push(identity_put(customer, identity, Cond::NotExists)?);
     }
     ops.push(status_put(customer)?);
     let matches = duplicates::index_change(None, customer)?;
@@ -96,47 +97,7 @@ pub async fn update_with(
     version: u64,
     extra: Vec<WriteOp>,
 ) -> Result<u64, CustomerWriteError> {
-    payments::move_out(store, before).await?;
-    // A handful each: a list compares them for less than a hash set costs to build.
-    let old = before.identities();
-    let new = after.identities();
-    let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
-    let mut ops = vec![WriteOp::put(customer_item(after, version + 1)?, Cond::Version(version))];
-    for identity in &added {
-        ops.push(identity_put(after, identity)?);
-    }
-    for identity in old.iter().filter(|i| !new.contains(i)) {
-        ops.push(WriteOp::Delete { key: keys_of::identity(&before.publication_id, identity), cond: Cond::None });
-    }
-    let (was, is) = (before.payment_status(), after.payment_status());
-    if was != is {
-        ops.push(WriteOp::Delete {
-            key: keys_of::customer_by_status(&before.publication_id, was, &before.id),
-            cond: Cond::None,
-        });
-        ops.push(status_put(after)?);
-    }
-    let matches = duplicates::index_change(Some(before), after)?;
-    ops.extend(matches.ops);
-    ops.extend(payments::changes(Some(before), after)?);
-    let first_extra = ops.len();
-    ops.extend(extra);
-    match store.write(ops).await {
-        Ok(()) => {
-            refresh_duplicates(store, &after.publication_id, &matches.changed).await;
-            Ok(version + 1)
-        }
-        Err(StoreError::ConditionFailed { index: 0 }) => Err(CustomerWriteError::Stale),
-        Err(StoreError::ConditionFailed { index }) if index <= added.len() => {
-            let identity = added[index - 1].clone();
-            let holder = holder_of(store, &after.publication_id, &identity).await?;
-            Err(CustomerWriteError::Taken { identity: Some(identity), holder })
-        }
-        Err(StoreError::ConditionFailed { index }) if index >= first_extra => {
-            Err(CustomerWriteError::Extra(index - first_extra))
-        }
-        Err(e) => Err(e.into()),
-    }
+    write(store, before, after, version, None, extra).await
 }
 
 /// Folds `source` (another record of the same person) into the target, `before` read at `version`
@@ -152,21 +113,40 @@ pub async fn absorb(
     source: &Versioned<Customer>,
     extra: Vec<WriteOp>,
 ) -> Result<u64, CustomerWriteError> {
+    write(store, before, after, version, Some(source), extra).await
+}
+
+/// The transaction of `update_with` and `absorb`: the customer item on its version, identity items
+/// moved with it, its status entry, match keys and payment items, then `extra`; with a `source`, also
+/// that record deleted on its version with everything of its own the target does not take over.
+async fn write(
+    store: &dyn Store,
+    before: &Customer,
+    after: &Customer,
+    version: u64,
+    source: Option<&Versioned<Customer>>,
+    extra: Vec<WriteOp>,
+) -> Result<u64, CustomerWriteError> {
     payments::move_out(store, before).await?;
     let publication = &after.publication_id;
-    let (old, new, held) = (before.identities(), after.identities(), source.value.identities());
+    // A handful each: a list compares them for less than a hash set costs to build.
+    let old = before.identities();
+    let new = after.identities();
+    let held = source.map(|s| s.value.identities()).unwrap_or_default();
     let added: Vec<&Identity> = new.iter().filter(|i| !old.contains(i)).collect();
     let (taken_over, fresh): (Vec<&Identity>, Vec<&Identity>) = added.iter().partition(|i| held.contains(i));
-    let mut ops = vec![
-        WriteOp::put(customer_item(after, version + 1)?, Cond::Version(version)),
-        WriteOp::Delete { key: keys_of::customer(publication, &source.value.id), cond: Cond::Version(source.version) },
-    ];
+    let mut ops = vec![WriteOp::put(customer_item(after, version + 1)?, Cond::Version(version))];
+    if let Some(source) = source {
+        let key = keys_of::customer(publication, &source.value.id);
+        ops.push(WriteOp::Delete { key, cond: Cond::Version(source.version) });
+    }
+    // Conditions on the records themselves come first: a failure among them is a stale read.
+    let records = ops.len();
     for identity in &fresh {
-        ops.push(identity_put(after, identity)?);
+        ops.push(identity_put(after, identity, Cond::NotExists)?);
     }
     for identity in &taken_over {
-        let doc = to_doc(&IdentityDoc { customer_id: after.id.clone() })?;
-        ops.push(WriteOp::put(Item::new(keys_of::identity(publication, identity), doc), Cond::None));
+        ops.push(identity_put(after, identity, Cond::None)?);
     }
     let dropped = old.iter().filter(|i| !new.contains(i)).chain(held.iter().filter(|i| !new.contains(i)));
     for identity in dropped {
@@ -177,28 +157,38 @@ pub async fn absorb(
         ops.push(WriteOp::Delete { key: keys_of::customer_by_status(publication, was, &before.id), cond: Cond::None });
         ops.push(status_put(after)?);
     }
-    let gone = keys_of::customer_by_status(publication, source.value.payment_status(), &source.value.id);
-    ops.push(WriteOp::Delete { key: gone, cond: Cond::None });
     let matches = duplicates::index_change(Some(before), after)?;
     ops.extend(matches.ops);
-    let source_keys = crate::domain::matching::keys_of(&source.value);
-    for key in &source_keys {
-        ops.push(WriteOp::Delete { key: keys_of::match_key(publication, key, &source.value.id), cond: Cond::None });
+    let mut changed = matches.changed;
+    if let Some(source) = source {
+        let gone = keys_of::customer_by_status(publication, source.value.payment_status(), &source.value.id);
+        ops.push(WriteOp::Delete { key: gone, cond: Cond::None });
+        for key in crate::domain::matching::keys_of(&source.value) {
+            ops.push(WriteOp::Delete {
+                key: keys_of::match_key(publication, &key, &source.value.id),
+                cond: Cond::None,
+            });
+            if !changed.contains(&key) {
+                changed.push(key);
+            }
+        }
     }
     ops.extend(payments::changes(Some(before), after)?);
+    let first_extra = ops.len();
     ops.extend(extra);
     match store.write(ops).await {
         Ok(()) => {
-            let mut changed = matches.changed;
-            changed.extend(source_keys.into_iter().filter(|k| !changed.contains(k)).collect::<Vec<_>>());
             refresh_duplicates(store, publication, &changed).await;
             Ok(version + 1)
         }
-        Err(StoreError::ConditionFailed { index: 0 | 1 }) => Err(CustomerWriteError::Stale),
-        Err(StoreError::ConditionFailed { index }) if index - 2 < fresh.len() => {
-            let identity = fresh[index - 2].clone();
+        Err(StoreError::ConditionFailed { index }) if index < records => Err(CustomerWriteError::Stale),
+        Err(StoreError::ConditionFailed { index }) if index - records < fresh.len() => {
+            let identity = fresh[index - records].clone();
             let holder = holder_of(store, publication, &identity).await?;
             Err(CustomerWriteError::Taken { identity: Some(identity), holder })
+        }
+        Err(StoreError::ConditionFailed { index }) if index >= first_extra => {
+            Err(CustomerWriteError::Extra(index - first_extra))
         }
         Err(e) => Err(e.into()),
     }
@@ -227,13 +217,7 @@ pub async fn copy_partition(
         })
         .collect();
     let count = copies.len();
-    futures::future::try_join_all(copies.into_iter().map(|op| async move {
-        match store.write(vec![op]).await {
-            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }))
-    .await?;
+    super::write_each_unless_present(store, copies).await?;
     Ok(count)
 }
 

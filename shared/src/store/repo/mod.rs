@@ -55,6 +55,19 @@ pub(crate) async fn values_all<T: DeserializeOwned>(store: &dyn Store, query: Qu
     query_all(store, query).await?.into_iter().map(|item| from_item(item).map(|v| v.value)).collect()
 }
 
+/// Writes each of `puts` (`Cond::NotExists` ones) in a write of its own, concurrently: an item that
+/// exists already is left as it is, and however many there are no transaction limit applies.
+pub(crate) async fn write_each_unless_present(store: &dyn Store, puts: Vec<super::WriteOp>) -> Result<(), StoreError> {
+    futures::future::try_join_all(puts.into_iter().map(|put| async move {
+        match store.write(vec![put]).await {
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }))
+    .await
+    .map(|_| ())
+}
+
 pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> Result<Versioned<T>, StoreError> {
     let value = serde_json::from_str(&item.doc)
         .map_err(|e| StoreError::Corrupt(format!("{}/{}: {e}", item.key.pk, item.key.sk)))?;

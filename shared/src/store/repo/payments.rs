@@ -69,14 +69,7 @@ pub async fn move_out(store: &dyn Store, before: &Customer) -> Result<(), StoreE
     if before.piano.inline {
         puts.extend(piano_writes(None, before, Cond::NotExists)?);
     }
-    futures::future::try_join_all(puts.into_iter().map(|put| async move {
-        match store.write(vec![put]).await {
-            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }))
-    .await
-    .map(|_| ())
+    super::write_each_unless_present(store, puts).await
 }
 
 /// The state stored under `key`, if any.
