@@ -78,8 +78,7 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
     };
 
     let uid = claims.sub.clone().filter(|s| !s.is_empty()).ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND))?;
-    let customer = reader(state, &publication, piano, (&token, claims.exp), &uid, verdict, now).await?;
-    let accounts = accounts_of(&publication, &customer);
+    let accounts = reader(state, &publication, piano, (&token, claims.exp), &uid, verdict, now).await?;
     if accounts.is_empty() {
         return Err(bad(errors::STRIPE_ACCOUNTS_NOT_FOUND));
     }
@@ -88,16 +87,16 @@ pub async fn caller(state: &AppState, headers: &HeaderMap, query: Option<&str>) 
 
 /// Each Stripe account of the publication where `customer` is a customer, with those customer ids.
 fn accounts_of(publication: &StoredSettings, customer: &Customer) -> Vec<(StripeAccount, Vec<String>)> {
+    let identities = customer.identities();
     publication
         .settings
         .stripe_accounts
         .iter()
         .filter_map(|account| {
-            let ids: Vec<String> = customer
-                .identities()
-                .into_iter()
+            let ids: Vec<String> = identities
+                .iter()
                 .filter_map(|identity| match identity {
-                    Identity::Stripe(key, id) if key == account.key => Some(id),
+                    Identity::Stripe(key, id) if *key == account.key => Some(id.clone()),
                     _ => None,
                 })
                 .collect();
@@ -106,9 +105,10 @@ fn accounts_of(publication: &StoredSettings, customer: &Customer) -> Vec<(Stripe
         .collect()
 }
 
-/// The verified reader's record: the one holding their uid when it has Stripe customers here; else,
-/// on their first visit, the record holding their email, linked to them now if Piano says they
-/// confirmed it (`first_visit`); else the uid's record as it is, or the seed's "not found".
+/// The Stripe accounts and customers of the verified reader's record (`accounts_of`): the one holding
+/// their uid when it has Stripe customers here; else, on their first visit, the record holding their
+/// email, linked to them now if Piano says they confirmed it (`first_visit`); else the uid's record
+/// as it is (none), or the seed's "not found".
 async fn reader(
     state: &AppState,
     publication: &StoredSettings,
@@ -117,17 +117,19 @@ async fn reader(
     uid: &str,
     verdict: Option<VerifiedToken>,
     now: i64,
-) -> Result<Customer, ApiError> {
+) -> Result<Vec<(StripeAccount, Vec<String>)>, ApiError> {
     let store = state.store.as_ref();
     let found = customers::find(store, &publication.publication_id, &Identity::Piano(uid.to_owned())).await?;
-    if let Some(found) = &found
-        && !accounts_of(publication, &found.value).is_empty()
-    {
-        return Ok(found.value.clone());
+    if let Some(found) = &found {
+        let accounts = accounts_of(publication, &found.value);
+        if !accounts.is_empty() {
+            return Ok(accounts);
+        }
     }
     match first_visit(state, publication, piano, token, uid, verdict, now).await? {
-        Some(linked) => Ok(linked),
-        None => found.map(|f| f.value).ok_or_else(|| bad(errors::PIANO_USER_NOT_FOUND)),
+        Some(linked) => Ok(accounts_of(publication, &linked)),
+        None if found.is_some() => Ok(Vec::new()),
+        None => Err(bad(errors::PIANO_USER_NOT_FOUND)),
     }
 }
 
