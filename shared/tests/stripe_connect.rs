@@ -86,9 +86,13 @@ async fn connecting_creates_once_then_reuses(store: Arc<dyn Store>) {
     assert!(!answer.to_string().contains(&secret));
     // Connecting also learned the account's id, which the public list shows.
     assert_eq!(answer["accountId"], "acct_1PgafTB7WZ01zgkW");
-    let account = shared::domain::ids::AccountKey::parse("main").unwrap();
+    let mut account = stored.value.settings.stripe_accounts[0].clone();
     let kept = shared::store::repo::stripe_account_ids::get(world.store.as_ref(), &publication, &account).await;
     assert_eq!(kept.unwrap().as_deref(), Some("acct_1PgafTB7WZ01zgkW"));
+    // Another secret key may be another Stripe account's: its id is learned again.
+    account.secret_key = shared::domain::secret::Secret::new("sk_test_another_account_0123456789");
+    let other = shared::store::repo::stripe_account_ids::get(world.store.as_ref(), &publication, &account).await;
+    assert_eq!(other.unwrap(), None);
     let (_, settings) = call(&state, "GET", "/admin/publications/daily", None).await;
     assert!(!settings.to_string().contains(&secret));
     assert_eq!(settings["stripeAccounts"][0]["webhookSecrets"].as_array().unwrap().len(), 3);

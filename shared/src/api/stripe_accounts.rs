@@ -103,7 +103,7 @@ pub(crate) async fn account_id(
         return Some(id.clone());
     }
     let store = state.store.as_ref();
-    match stripe_account_ids::get(store, publication, &account.key).await {
+    match stripe_account_ids::get(store, publication, account).await {
         Ok(Some(id)) => return Some(id),
         Ok(None) => {}
         Err(e) => {
@@ -121,7 +121,7 @@ pub(crate) async fn account_id(
     let id = answer.get("id").and_then(serde_json::Value::as_str).filter(|id| {
         id.starts_with("acct_") && id.len() <= 255 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     })?;
-    if let Err(e) = stripe_account_ids::put(store, publication, &account.key, id, crate::store::now_epoch()).await {
+    if let Err(e) = stripe_account_ids::put(store, publication, account, id, crate::store::now_epoch()).await {
         tracing::warn!(error = %e, "Stripe account id not kept; asked again next time");
     }
     Some(id.to_owned())
